@@ -1,0 +1,2 @@
+// Public API of ovr. Each module appends its exports here.
+export const VERSION = '0.1.0';
