@@ -1,5 +1,35 @@
 // ovr-train command-line entry: `ovr-train <command> [flags]`.
+// Each command lives in its own module and exports `(argv) => Promise<exit code>`; they are loaded lazily so that
+// `ovr-train grade` does not pay for tfjs, and `ovr-train sft` does not pay for the CAS.
+
+type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
+
+const COMMANDS: Record<string, Command> = {
+  // Commands register here: name -> summary + lazy loader.
+};
+
+function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return [
+    'Usage: ovr-train <command> [flags]   (ovr-train <command> --help for its flags)',
+    '',
+    'Commands:',
+    ...rows,
+  ].join('\n');
+}
+
+/** Runs one CLI command; returns the process exit code. */
 export async function main(argv: string[]): Promise<number> {
-  console.log(`ovr-train: commands are not wired yet (${argv.join(' ')})`);
-  return 0;
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`ovr-train: unknown command '${name}'.\n\n${usage()}`);
+    return 2;
+  }
+  const run = await cmd.load();
+  return run(rest);
 }
