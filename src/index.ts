@@ -1,3 +1,4 @@
 // Public API of ovr. Each module appends its exports here.
 export const VERSION = '0.1.0';
 export * from './train/config.js';
+export * from './model/sampling.js';
