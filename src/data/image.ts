@@ -5,7 +5,7 @@
 // Shape legend: H W image height/width after resizing; C = 3 channels; P = 14 patch; tp = 2 temporal patch;
 // m = 2 merge; N = grid_t·(H/14)·(W/14) patches; one pixelValues row = C·tp·P·P = 1176 floats.
 import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
+import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { type RawImage, resizeBicubic, type SmartResizeOptions, smartResize } from './resize.js';
 
 /** An image given as a file path or its encoded bytes (PNG, JPEG, WebP, GIF, TIFF, AVIF, ...). */
@@ -85,7 +85,7 @@ export async function loadImage(input: ImageInput, opts: LoadImageOptions = {}):
   } catch (e) {
     throw new Error(`cannot read image ${describe(input)}: ${(e as Error).message}`);
   }
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     meta = await sharp(bytes, { limitInputPixels: false }).metadata();
   } catch (e) {
@@ -113,7 +113,7 @@ export async function loadImage(input: ImageInput, opts: LoadImageOptions = {}):
   }
 }
 
-function dims(info: sharp.OutputInfo): { height: number; width: number; channels: number } {
+function dims(info: OutputInfo): { height: number; width: number; channels: number } {
   return { height: info.height, width: info.width, channels: info.channels };
 }
 
