@@ -2,3 +2,5 @@
 export const VERSION = '0.1.0';
 export * from './train/config.js';
 export * from './model/sampling.js';
+export * from './train/optim.js';
+export * from './train/schedule.js';
