@@ -4,3 +4,5 @@ export * from './train/config.js';
 export * from './model/sampling.js';
 export * from './train/optim.js';
 export * from './train/schedule.js';
+export * from './model/config.js';
+export * from './io/safetensors.js';
