@@ -6,3 +6,5 @@ export * from './train/optim.js';
 export * from './train/schedule.js';
 export * from './model/config.js';
 export * from './io/safetensors.js';
+// HostTensor: the safetensors contract type (train/optim's float32-only HostTensor is assignable to it).
+export type { HostTensor } from './io/safetensors.js';
