@@ -8,3 +8,4 @@ export * from './model/config.js';
 export * from './io/safetensors.js';
 // HostTensor: the safetensors contract type (train/optim's float32-only HostTensor is assignable to it).
 export type { HostTensor } from './io/safetensors.js';
+export * from './cli/args.js';
