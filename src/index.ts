@@ -9,3 +9,4 @@ export * from './io/safetensors.js';
 // HostTensor: the safetensors contract type (train/optim's float32-only HostTensor is assignable to it).
 export type { HostTensor } from './io/safetensors.js';
 export * from './cli/args.js';
+export * from './train/state.js';

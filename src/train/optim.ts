@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 export type TensorMap = Record<string, tf.Tensor>;
 
 /** Host copy of one tensor, as written to safetensors. */
-export interface HostTensor {
+export interface HostF32Tensor {
   dtype: 'float32';
   shape: number[];
   data: Float32Array;
@@ -18,8 +18,8 @@ export interface HostTensor {
 /** Optimizer state on the host, for checkpoints: step count and first/second moments by parameter name. */
 export interface AdamWState {
   step: number;
-  m: Map<string, HostTensor>;
-  v: Map<string, HostTensor>;
+  m: Map<string, HostF32Tensor>;
+  v: Map<string, HostF32Tensor>;
 }
 
 /** Options of {@link AdamW}. */
@@ -135,7 +135,7 @@ export class AdamW {
   /** Copies step, m and v to the host (for checkpoints). */
   async exportState(): Promise<AdamWState> {
     const read = async (vars: Map<string, tf.Variable>) => {
-      const out = new Map<string, HostTensor>();
+      const out = new Map<string, HostF32Tensor>();
       for (const [name, x] of vars) {
         out.set(name, { dtype: 'float32', shape: [...x.shape], data: (await x.data()) as Float32Array });
       }
