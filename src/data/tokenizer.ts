@@ -103,6 +103,7 @@ export class QwenTokenizer {
    * @example tok.decode([9707, 1879]) // 'Hello world'
    */
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
     return this.hf.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
