@@ -1,0 +1,211 @@
+import { describe, expect, it } from 'vitest';
+import { detectBehaviors } from '../../src/analysis/behaviors.js';
+import { makeVisualProblems, renderScene, sceneToSvg } from '../../src/demo/render.js';
+import {
+  describeScene,
+  gradeDemo,
+  lastBoxed,
+  makeProblems,
+  type Problem,
+  problemKey,
+  type Scene,
+  splitOf,
+} from '../../src/demo/tasks.js';
+import { blobs, readDigit, readImage, shapeOf } from './pixels.js';
+
+const ORZ = /^<think> [^<>]+ <\/think> <answer> \\boxed\{[a-z0-9]+\} <\/answer>$/;
+
+describe('makeProblems', () => {
+  it('is deterministic per seed, seed undefined = seed 0, and different seeds differ', () => {
+    const a = makeProblems({ seed: 0, split: 'train', count: 40 });
+    const b = makeProblems({ split: 'train', count: 40 });
+    const c = makeProblems({ seed: 1, split: 'train', count: 40 });
+    expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+    expect(JSON.stringify(a)).not.toBe(JSON.stringify(c));
+  });
+
+  it('train and eval never share a problem, across seeds too', () => {
+    const train = [0, 1].flatMap((seed) => makeProblems({ seed, split: 'train', count: 400 }));
+    const evalSet = [0, 1].flatMap((seed) => makeProblems({ seed, split: 'eval', count: 200 }));
+    const trainKeys = new Set(train.map(problemKey));
+    const shared = evalSet.filter((p) => trainKeys.has(problemKey(p)));
+    expect(shared.length).toBe(0);
+    expect(train.every((p) => p.split === 'train' && splitOf(p) === 'train')).toBe(true);
+    expect(evalSet.every((p) => p.split === 'eval' && splitOf(p) === 'eval')).toBe(true);
+    // Not a degenerate split: eval problems are mostly distinct from each other.
+    expect(new Set(evalSet.map(problemKey)).size).toBeGreaterThan(390);
+  });
+
+  it('cycles task kinds evenly and honours a subset', () => {
+    const ps = makeProblems({ seed: 3, split: 'eval', count: 12 });
+    expect(ps.map((p) => p.task).join(',')).toBe(
+      'count,compare,add,largest,count,compare,add,largest,count,compare,add,largest',
+    );
+    const only = makeProblems({ seed: 3, split: 'train', count: 5, tasks: ['add'] });
+    expect(only.every((p) => p.task === 'add')).toBe(true);
+  });
+
+  it('targets are short ORZ chains whose boxed answer is the gold answer', () => {
+    const ps = makeProblems({ seed: 5, split: 'train', count: 200 });
+    const lens = ps.map((p) => p.target.length);
+    console.log(
+      `target chars: mean ${(lens.reduce((a, b) => a + b) / lens.length).toFixed(0)}, max ${Math.max(...lens)}`,
+    );
+    for (const p of ps) {
+      expect(p.target, p.id).toMatch(ORZ);
+      expect(lastBoxed(p.target)).toBe(p.answer);
+      expect(gradeDemo(p.target, p.answer)).toBe(1);
+      expect(p.textPrompt).toBe(`${p.description} ${p.question}`);
+    }
+    expect(Math.max(...lens)).toBeLessThan(420);
+  });
+
+  it('targets carry the behaviours stage-1 SFT should teach', () => {
+    const ps = makeProblems({ seed: 7, split: 'train', count: 400 });
+    const tags = ps.map((p) => detectBehaviors(p.target));
+    expect(tags.every((t) => t.subgoal && t.verification && t.visualReflection)).toBe(true);
+    const back = tags.filter((t) => t.backtracking).length / ps.length;
+    expect(back).toBeGreaterThan(0.15);
+    expect(back).toBeLessThan(0.35);
+    expect(ps.filter((p, i) => p.task === 'add' && tags[i].backwardChaining).length).toBe(
+      ps.filter((p) => p.task === 'add').length,
+    );
+    const none = makeProblems({ seed: 7, split: 'train', count: 100, backtrackRate: 0 });
+    expect(none.some((p) => detectBehaviors(p.target).backtracking)).toBe(false);
+  });
+
+  it('rejects bad options with a message naming the option', () => {
+    expect(() => makeProblems({ split: 'test' as any, count: 1 })).toThrow(/split must be 'train' or 'eval'/);
+    expect(() => makeProblems({ split: 'train', count: -1 })).toThrow(/count must be/);
+    expect(() => makeProblems({ split: 'train', count: 1, tasks: ['sort' as any] })).toThrow(/tasks must be/);
+    expect(() => makeProblems({ split: 'train', count: 1, tasks: [] })).toThrow(/tasks must be/);
+    expect(() => makeProblems({ split: 'train', count: 1, backtrackRate: 2 })).toThrow(/backtrackRate/);
+    expect(makeProblems({ split: 'train', count: 0 })).toEqual([]);
+  });
+});
+
+describe('describeScene', () => {
+  it('groups equal shapes in reading order and lists digits', () => {
+    const scene: Scene = {
+      grid: 3,
+      items: [
+        { type: 'shape', kind: 'square', color: 'blue', size: 'large', cell: 5, dx: 0, dy: 0 },
+        { type: 'shape', kind: 'circle', color: 'red', size: 'small', cell: 0, dx: 0, dy: 0 },
+        { type: 'shape', kind: 'circle', color: 'red', size: 'small', cell: 8, dx: 0, dy: 0 },
+      ],
+    };
+    expect(describeScene(scene)).toBe('The picture shows 2 small red circles and 1 large blue square.');
+    const digits: Scene = {
+      grid: 2,
+      items: [
+        { type: 'digit', value: 7, cell: 3, dx: 0, dy: 0 },
+        { type: 'digit', value: 4, cell: 1, dx: 0, dy: 0 },
+      ],
+    };
+    expect(describeScene(digits)).toBe('The picture shows the digits 4 and 7.');
+  });
+});
+
+describe('gradeDemo', () => {
+  it('grades the last boxed answer, case- and \\text-insensitive', () => {
+    expect(gradeDemo('<answer> \\boxed{3} </answer>', '3')).toBe(1);
+    expect(gradeDemo('\\boxed{2} wait \\boxed{3}', '3')).toBe(1);
+    expect(gradeDemo('\\boxed{3} wait \\boxed{2}', '3')).toBe(0);
+    expect(gradeDemo('\\boxed{\\text{Circle}}', 'circle')).toBe(1);
+    expect(gradeDemo('the answer is 3', '3')).toBe(0);
+    expect(gradeDemo('', '3')).toBe(0);
+  });
+});
+
+/** The answer recomputed from the image alone, using the question's words. */
+async function answerFromImage(p: Problem, png: Buffer): Promise<string> {
+  const img = await readImage(png);
+  const found = blobs(img);
+  const shapes = found.filter((b) => b.cls !== 'dark');
+  if (p.task === 'add')
+    return String(found.filter((b) => b.cls === 'dark').reduce((s, b) => s + readDigit(img, b), 0));
+  if (p.task === 'largest')
+    return shapeOf(
+      img,
+      shapes.reduce((a, b) => (b.area > a.area ? b : a)),
+    );
+  const matches = (b: (typeof shapes)[number], word: string) =>
+    word === 'shapes' || b.cls === word || `${shapeOf(img, b)}s` === word;
+  if (p.task === 'count') {
+    const m = /^How many (?:(red|green|blue) )?(circles|squares|triangles|shapes) are there\?$/.exec(
+      p.question,
+    )!;
+    return String(shapes.filter((b) => (!m[1] || b.cls === m[1]) && matches(b, m[2])).length);
+  }
+  const m = /^Are there more (\w+)(?: shapes)? or (\w+)(?: shapes)?\?$/.exec(p.question)!;
+  const na = shapes.filter((b) => matches(b, m[1])).length;
+  const nb = shapes.filter((b) => matches(b, m[2])).length;
+  return na > nb ? m[1] : m[2];
+}
+
+/** "2 small red circles" groups recomputed from the image: colour+shape -> count. */
+async function countsFromImage(png: Buffer): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const img = await readImage(png);
+  for (const b of blobs(img).filter((x) => x.cls !== 'dark')) {
+    const k = `${b.cls} ${shapeOf(img, b)}`;
+    out[k] = (out[k] ?? 0) + 1;
+  }
+  return out;
+}
+
+function countsFromDescription(d: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of d.matchAll(/(\d+) (?:small|medium|large) (red|green|blue) (circle|square|triangle)s?/g)) {
+    const k = `${m[2]} ${m[3]}`;
+    out[k] = (out[k] ?? 0) + Number(m[1]);
+  }
+  return out;
+}
+
+describe('rendered images agree with the answers (independent pixel reading)', () => {
+  for (const px of [56, 84]) {
+    it(`${px} px: answers and descriptions recomputed from the PNG`, async () => {
+      const ps = await makeVisualProblems({
+        seed: 11,
+        split: 'eval',
+        count: px === 56 ? 160 : 40,
+        imageSize: px,
+      });
+      for (const p of ps) {
+        const meta = await import('sharp').then((s) => s.default(p.image).metadata());
+        expect([meta.width, meta.height, meta.channels]).toEqual([px, px, 3]);
+        expect(await answerFromImage(p, p.image), `${p.id} ${p.question} ${p.description}`).toBe(p.answer);
+        if (p.task !== 'add')
+          expect(await countsFromImage(p.image), p.id).toEqual(countsFromDescription(p.description));
+      }
+    });
+  }
+
+  it('renders every digit 0-9 readably', async () => {
+    for (let v = 0; v < 10; v++) {
+      const scene: Scene = { grid: 2, items: [{ type: 'digit', value: v, cell: 0, dx: 0.3, dy: -0.4 }] };
+      const img = await readImage(await renderScene(scene, 56));
+      const dark = blobs(img).filter((b) => b.cls === 'dark');
+      expect(dark.length).toBe(1);
+      expect(readDigit(img, dark[0])).toBe(v);
+    }
+  });
+
+  it('equal size class means equal area across shapes (within 25%)', async () => {
+    const areas: number[] = [];
+    for (const kind of ['circle', 'square', 'triangle'] as const) {
+      const scene: Scene = {
+        grid: 3,
+        items: [{ type: 'shape', kind, color: 'blue', size: 'large', cell: 4, dx: 0, dy: 0 }],
+      };
+      areas.push(blobs(await readImage(await renderScene(scene, 84)))[0].area);
+    }
+    console.log('large circle/square/triangle areas at 84 px:', areas);
+    expect(Math.max(...areas) / Math.min(...areas)).toBeLessThan(1.25);
+  });
+
+  it('rejects a bad image size', () => {
+    expect(() => sceneToSvg({ grid: 3, items: [] }, 10)).toThrow(/image size must be an integer >= 16/);
+  });
+});
