@@ -10,3 +10,4 @@ export * from './io/safetensors.js';
 export type { HostTensor } from './io/safetensors.js';
 export * from './cli/args.js';
 export * from './train/state.js';
+export * from './train/grpo_math.js';
