@@ -137,7 +137,7 @@ export function bicubicCoeffs(inSize: number, outSize: number): Coeffs {
 /** Pillow `clip8`: arithmetic shift by 22 then clamp to [0, 255]. */
 function clip8(acc: number): number {
   const v = Math.floor(acc / ONE);
-  return v < 0 ? 0 : v > 255 ? 255 : v;
+  return Math.min(Math.max(v, 0), 255);
 }
 
 /** Horizontal pass over source rows [y0, y1): output is (y1 - y0) × outW. */

@@ -183,7 +183,7 @@ describe('image placeholders', () => {
     expect(e2.ids.filter((i) => i === 151652)).toHaveLength(2);
     const firstPad = e2.ids.indexOf(151655);
     expect(e2.ids.slice(firstPad, firstPad + 7)).toEqual([...new Array(6).fill(151655), 151653]);
-    expect(e2.labels?.filter((l, j) => e2.ids[j] === 151655).every((l) => l === IGNORE_INDEX)).toBe(true);
+    expect(e2.labels?.filter((_, j) => e2.ids[j] === 151655).every((l) => l === IGNORE_INDEX)).toBe(true);
   });
   it('names a placeholder/image count mismatch', () => {
     expect(() => expandImagePads([1, 151655, 2], null, [], 151655)).toThrow(
