@@ -11,3 +11,22 @@ export type { HostTensor } from './io/safetensors.js';
 export * from './cli/args.js';
 export * from './train/state.js';
 export * from './train/grpo_math.js';
+export * from './io/checkpoint.js';
+export * from './data/resize.js';
+export * from './data/image.js';
+export * from './data/tokenizer.js';
+// chat: IGNORE_INDEX (-100) is left to model/loss.js, which exports the same value.
+export {
+  type ChatMessage,
+  type ContentPart,
+  expandImagePads,
+  inlineImages,
+  QWEN2_5_VL_CHAT_TEMPLATE,
+  type RenderedChat,
+  type RenderOptions,
+  renderChat,
+  renderChatWithSpans,
+  tokenizeWithLabels,
+} from './data/chat.js';
+export * from './data/templates.js';
+export * from './data/processor.js';

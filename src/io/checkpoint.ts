@@ -16,15 +16,15 @@ import {
 } from './safetensors.js';
 
 /** Parameters by legacy HF name. */
-export type Params = Record<string, tf.Variable>;
+export type Weights = Record<string, tf.Variable>;
 
 /** Progress report after each loaded tensor. */
-export type LoadProgress = { name: string; index: number; total: number; bytes: number };
+export type LoadWeightsProgress = { name: string; index: number; total: number; bytes: number };
 
-export type LoadOptions = {
+export type LoadWeightsOptions = {
   /** Default true: every missing / unexpected key is an error. false: they are skipped (missing ones are absent). */
   strict?: boolean;
-  onProgress?: (p: LoadProgress) => void;
+  onProgress?: (p: LoadWeightsProgress) => void;
 };
 
 /**
@@ -123,10 +123,10 @@ async function checkTiedHead(
 export async function loadWeights(
   dir: string,
   cfg: Qwen2_5_VLConfig,
-  opts: LoadOptions = {},
-): Promise<Params> {
+  opts: LoadWeightsOptions = {},
+): Promise<Weights> {
   const ck = await SafetensorsCheckpoint.open(dir);
-  const out: Params = {};
+  const out: Weights = {};
   try {
     const present = new Map(ck.names.map((n) => [n, ck.info(n)!]));
     const plan = planLoad(paramShapes(cfg), present, cfg.tie_word_embeddings, opts.strict ?? true);
@@ -155,7 +155,7 @@ export function disposeWeights(params: Record<string, tf.Tensor>): void {
   for (const v of Object.values(params)) v.dispose();
 }
 
-export type SaveOptions = { dtype?: 'BF16' | 'F32'; maxShardBytes?: number };
+export type SaveWeightsOptions = { dtype?: 'BF16' | 'F32'; maxShardBytes?: number };
 
 /**
  * Writes `params` in HF layout (legacy names, sorted, `model.safetensors` or shards + index) plus `config.json`
@@ -167,7 +167,7 @@ export async function saveWeights(
   dir: string,
   params: Record<string, tf.Tensor>,
   cfg: Qwen2_5_VLConfig,
-  opts: SaveOptions = {},
+  opts: SaveWeightsOptions = {},
 ): Promise<string[]> {
   const byLegacy = new Map<string, tf.Tensor>();
   const present = new Map<string, { shape: number[]; dtype: string }>();
@@ -204,9 +204,9 @@ export function initKind(name: string): 'normal' | 'zeros' | 'ones' {
  * Each param draws from its own stream `Rng(seed).split('init').split(name)`, so values do not depend on param order.
  * @example const params = initWeights(parseConfig(json), 0);
  */
-export function initWeights(cfg: Qwen2_5_VLConfig, seed?: number, std = 0.02): Params {
+export function initWeights(cfg: Qwen2_5_VLConfig, seed?: number, std = 0.02): Weights {
   const root = new Rng(seed ?? 0).split('init');
-  const out: Params = {};
+  const out: Weights = {};
   for (const [name, shape] of paramShapes(cfg)) {
     const n = shape.reduce((a, b) => a * b, 1);
     const data = new Float32Array(n);
