@@ -25,7 +25,7 @@ export const BEHAVIOR_PATTERNS: Readonly<Record<Behavior, readonly Pattern[]>> =
   backtracking: [
     { re: /\bwait\b/i, why: 'the canonical "Wait, ..." of R1-style self-correction' },
     {
-      re: /\b(?:that|this|it) (?:is|was|'s) (?:not right|wrong|incorrect|a mistake)\b/i,
+      re: /\b(?:that|this|it)(?: is| was|'s) (?:not right|wrong|incorrect|a mistake)\b/i,
       why: 'rejects a previous step',
     },
     { re: /\bI (?:made a mistake|was wrong|miscounted|misread|missed)\b/i, why: 'admits an error' },
@@ -60,7 +60,10 @@ export const BEHAVIOR_PATTERNS: Readonly<Record<Behavior, readonly Pattern[]>> =
       re: /\b(?:I|we) (?:need|have|want) to (?:find|compute|count|determine|calculate|identify|figure out)\b/i,
       why: 'names an intermediate goal',
     },
-    { re: /\bbreak (?:it|this|the problem) (?:down|into)\b/i, why: 'decomposes the problem' },
+    {
+      re: /\bbreak (?:it|this|that|(?:the|this) (?:problem|question|task)) (?:down|into)\b/i,
+      why: 'decomposes the problem',
+    },
     { re: /\bsub-?(?:goal|problem|task)s?\b/i, why: 'names subgoals' },
   ],
   backwardChaining: [
@@ -100,7 +103,7 @@ export const BEHAVIOR_PATTERNS: Readonly<Record<Behavior, readonly Pattern[]>> =
     },
     { re: new RegExp(`\\bcloser look at the\\s+${IMG}\\b`, 'i'), why: '"a closer look at the image"' },
     {
-      re: new RegExp(`\\b(?:the\\s+)?${IMG}\\s+(?:again|once more)\\b`, 'i'),
+      re: new RegExp(`\\b${IMG}\\s+(?:again|once more)\\b`, 'i'),
       why: '"the image again" in any other phrasing ("from the figure once more")',
     },
   ],
