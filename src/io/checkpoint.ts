@@ -155,6 +155,9 @@ export function disposeWeights(params: Record<string, tf.Tensor>): void {
   for (const v of Object.values(params)) v.dispose();
 }
 
+/** Alias of LoadWeightsOptions (model/qwen2_5_vl.ts imports this name). */
+export type LoadOptions = LoadWeightsOptions;
+
 export type SaveWeightsOptions = { dtype?: 'BF16' | 'F32'; maxShardBytes?: number };
 
 /**
