@@ -228,7 +228,7 @@ function ropeFields(top: Obj, text: Obj): { ropeKey: string; mrope_section: unkn
       return {
         ropeKey: where,
         mrope_section: r.mrope_section,
-        rope_theta: text.rope_theta ?? top.rope_theta ?? r.rope_theta,
+        rope_theta: r.rope_theta ?? text.rope_theta ?? top.rope_theta,
       };
     }
   }

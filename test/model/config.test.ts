@@ -106,6 +106,13 @@ describe('parseConfig layouts', () => {
     expect(c.eos_token_id).toBe(151645);
   });
 
+  it('rope_parameters.rope_theta (transformers v5) wins over a top-level rope_theta', () => {
+    const j = hub3b();
+    j.rope_scaling = null;
+    j.rope_parameters = { rope_type: 'default', rope_theta: 5e5, mrope_section: [16, 24, 24] };
+    expect(parseConfig(j).rope_theta).toBe(5e5);
+  });
+
   it('applies the documented class defaults only (rms_norm_eps 1e-5, tokens_per_second 4, tie false)', () => {
     const j = hub3b();
     delete j.rms_norm_eps;
