@@ -30,3 +30,5 @@ export {
 } from './data/chat.js';
 export * from './data/templates.js';
 export * from './data/processor.js';
+export * from './train/grpo_config.js';
+export * from './data/dataset.js';
