@@ -73,8 +73,8 @@ export function toRgb(img: RawImage, alpha: AlphaMode = 'drop'): RawImage {
 
 /**
  * Decode an image file or buffer to packed RGB uint8 (HWC), like HF `convert_to_rgb` (alpha dropped) or,
- * with `alpha: 'white'`, qwen-vl-utils `to_rgb`. Palette and gray images become RGB. No EXIF rotation
- * (Pillow does not rotate either).
+ * with `alpha: 'white'`, qwen-vl-utils `to_rgb`. Palette and gray images become RGB. Like Pillow: no EXIF
+ * rotation and no ICC colour management (stored pixel values are used as they are).
  * @example const rgb = await loadImage('cat.png'); // { data, height, width, channels: 3 }
  */
 export async function loadImage(input: ImageInput, opts: LoadImageOptions = {}): Promise<RawImage> {
@@ -101,7 +101,9 @@ export async function loadImage(input: ImageInput, opts: LoadImageOptions = {}):
     );
   }
   try {
+    // keepIccProfile: no colour management, like Pillow (sharp would otherwise convert an embedded profile to sRGB).
     const { data, info } = await sharp(bytes, { limitInputPixels: limit, failOn: 'error' })
+      .keepIccProfile()
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });
     const raw = { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), ...dims(info) };

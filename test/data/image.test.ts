@@ -1,6 +1,9 @@
 // Image pipeline parity with HF transformers 4.50 slow Qwen2VLImageProcessor (fixture image_processor.safetensors),
 // qwen-vl-utils white compositing, RGB conversion of gray/palette/alpha images, and decode guards.
-import { deflateSync } from 'node:zlib';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { deflateSync, inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -152,6 +155,27 @@ describe('RGB conversion', () => {
     const rgb = await loadImage(png);
     expect(Buffer.from(rgb.data).equals(Buffer.from(raw))).toBe(true);
   });
+  it('ignores an embedded ICC profile like Pillow: returns the stored pixel values', async () => {
+    const raw = Buffer.from(Array.from({ length: 4 * 4 * 3 }, (_, i) => (i * 37) % 256));
+    const png = await sharp(raw, { raw: { width: 4, height: 4, channels: 3 } })
+      .withIccProfile('p3')
+      .png({ adaptiveFiltering: false, compressionLevel: 0 })
+      .toBuffer();
+    // The stored (P3-encoded) bytes, read straight from the IDAT stream: filter byte 0 + 12 bytes per row.
+    const idat: Buffer[] = [];
+    for (let off = 8; off < png.length; ) {
+      const len = png.readUInt32BE(off);
+      if (png.toString('ascii', off + 4, off + 8) === 'IDAT') idat.push(png.subarray(off + 8, off + 8 + len));
+      off += 12 + len;
+    }
+    const rows = inflateSync(Buffer.concat(idat));
+    const stored = [0, 1, 2, 3].flatMap((y) => {
+      expect(rows[y * 13]).toBe(0);
+      return [...rows.subarray(y * 13 + 1, y * 13 + 13)];
+    });
+    expect(stored).not.toEqual([...raw]); // the profile really changed the stored values
+    expect([...(await loadImage(png)).data]).toEqual(stored);
+  });
   it('toRgb rejects unsupported channel counts', () => {
     expect(() => toRgb({ data: new Uint8Array(5), height: 1, width: 1, channels: 5 })).toThrow(
       /channel count 5/,
@@ -209,6 +233,11 @@ describe('decode guards', () => {
     );
     await expect(loadImage('/nonexistent/dir/x.png')).rejects.toThrow(
       /cannot read image '\/nonexistent\/dir\/x\.png'/,
+    );
+    const junk = path.join(os.tmpdir(), `ovr-corrupt-${process.pid}.png`);
+    writeFileSync(junk, Buffer.from('\x89PNG\r\n\x1a\n garbage'));
+    await expect(loadImage(junk)).rejects.toThrow(
+      `cannot decode image '${junk}' (corrupt or unsupported format)`,
     );
     const good = await sharp(imgPath('img_h168_w112')).png().toBuffer();
     const truncated = good.subarray(0, Math.floor(good.length / 2));
