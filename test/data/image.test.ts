@@ -1,6 +1,6 @@
 // Image pipeline parity with HF transformers 4.50 slow Qwen2VLImageProcessor (fixture image_processor.safetensors),
 // qwen-vl-utils white compositing, RGB conversion of gray/palette/alpha images, and decode guards.
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { deflateSync, inflateSync } from 'node:zlib';
@@ -239,6 +239,7 @@ describe('decode guards', () => {
     await expect(loadImage(junk)).rejects.toThrow(
       `cannot decode image '${junk}' (corrupt or unsupported format)`,
     );
+    rmSync(junk);
     const good = await sharp(imgPath('img_h168_w112')).png().toBuffer();
     const truncated = good.subarray(0, Math.floor(good.length / 2));
     await expect(loadImage(truncated)).rejects.toThrow(/cannot decode image <Buffer of \d+ bytes>/);
