@@ -167,10 +167,10 @@ export const sftDataFields = {
   solutionField: z.string().default('auto').describe("Field holding the worked solution ('auto': solution)"),
   answerField: z.string().default('auto').describe("Field holding the final answer ('auto': answer)"),
   promptTemplate: z
-    .enum(['plain', 'boxed', 'orz'])
-    .default('boxed')
+    .enum(['plain', 'qwen', 'orz'])
+    .default('qwen')
     .describe(
-      "How question/solution rows become messages: 'plain', 'boxed' (ask for \\boxed{}), 'orz' (<think>/<answer> tags)",
+      "How question/solution rows become messages: 'plain' (question -> solution), 'qwen' (ask for \\boxed{}), 'orz' (<think>/<answer> tags)",
     ),
   imageRoot: z
     .string()

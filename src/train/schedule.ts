@@ -27,7 +27,8 @@ export interface WarmupCosineOptions {
 export function warmupCosine(opts: WarmupCosineOptions): Schedule {
   const { lr, warmupSteps, totalSteps } = opts;
   const minLr = lr * (opts.minLrRatio ?? 0);
-  if (!(lr >= 0) || !Number.isFinite(lr)) throw new Error(`warmupCosine: lr must be a finite number >= 0, got ${lr}`);
+  if (!(lr >= 0) || !Number.isFinite(lr))
+    throw new Error(`warmupCosine: lr must be a finite number >= 0, got ${lr}`);
   if (!Number.isInteger(warmupSteps) || warmupSteps < 0) {
     throw new Error(`warmupCosine: warmupSteps must be an integer >= 0, got ${warmupSteps}`);
   }
@@ -48,6 +49,7 @@ export function warmupCosine(opts: WarmupCosineOptions): Schedule {
  * constant(1e-5)(123); // 1e-5
  */
 export function constant(lr: number, warmupSteps = 0): Schedule {
-  if (!(lr >= 0) || !Number.isFinite(lr)) throw new Error(`constant: lr must be a finite number >= 0, got ${lr}`);
+  if (!(lr >= 0) || !Number.isFinite(lr))
+    throw new Error(`constant: lr must be a finite number >= 0, got ${lr}`);
   return (step: number) => (step < warmupSteps ? (lr * (step + 1)) / warmupSteps : lr);
 }

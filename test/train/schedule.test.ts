@@ -22,7 +22,9 @@ describe('warmupCosine', () => {
   });
   it('without warmup starts at the peak and minLrRatio defaults to 0', () => {
     const z = warmupCosine({ lr: 2, warmupSteps: 0, totalSteps: 4 });
-    expect([0, 1, 2, 3, 4].map(z)).toEqual([2, 1 + Math.SQRT1_2, 1, 1 - Math.SQRT1_2, 0].map((x) => expect.closeTo(x, 12)));
+    expect([0, 1, 2, 3, 4].map(z)).toEqual(
+      [2, 1 + Math.SQRT1_2, 1, 1 - Math.SQRT1_2, 0].map((x) => expect.closeTo(x, 12)),
+    );
   });
   it('rejects bad options by name', () => {
     expect(() => warmupCosine({ lr: 1, warmupSteps: 0, totalSteps: 0 })).toThrow(/totalSteps/);
