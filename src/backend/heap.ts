@@ -36,7 +36,8 @@ const guards = new WeakMap<object, WasmHeapGuard>();
 
 const bytesOf = (shape: number[], dtype: tf.DataType): number =>
   dtype === 'string' ? 0 : tf.util.sizeFromShape(shape) * tf.util.bytesPerElement(dtype);
-const gib = (n: number): string => `${(n / 2 ** 30).toFixed(3)} GiB`;
+const gib = (n: number): string =>
+  n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(2)} MiB`;
 
 /** Validate a user-supplied limit; the message says what is allowed. */
 export function checkWasmMaxBytes(limit: number): number {

@@ -1,0 +1,127 @@
+// wasm kernel patches: install/remove idempotency, UnsortedSegmentSum (tfjs#8082), the XNNPACK matMul
+// wrappers against stock wasm and cpu, no leaked backend buffers, and the speed-up they exist for.
+import * as tf from '@tensorflow/tfjs-core';
+// NOTE: after the tfjs-core import: the first copy to load creates the shared engine.
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { activeWasmPatches, installWasmPatches, removeWasmPatches } from '../../src/backend/wasm.js';
+import { Rng } from '../../src/util/rng.js';
+import { expectClose } from '../helpers.js';
+import { randn } from './op_cases.js';
+
+const ALL = ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul'];
+
+/** matMul + both gradients of a weighted sum, read back as plain arrays. */
+async function matmulWithGrads(
+  sa: number[],
+  sb: number[],
+  ta: boolean,
+  tb: boolean,
+): Promise<Float32Array[]> {
+  const outs = tf.tidy(() => {
+    const r = new Rng(7).split(`${sa}|${sb}`);
+    const a = randn(r, sa);
+    const b = randn(r, sb);
+    const f = (x: tf.Tensor, y: tf.Tensor) => tf.matMul(x, y, ta, tb);
+    const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(f(x, y), 1.5)))([a, b]);
+    return [f(a, b), ga, gb];
+  });
+  const res: Float32Array[] = [];
+  for (const t of outs) res.push((await t.data()) as Float32Array);
+  tf.dispose(outs);
+  return res;
+}
+
+const CASES: [number[], number[], boolean, boolean][] = [
+  [[64, 128], [128, 96], false, false],
+  [[64, 128], [96, 128], false, true],
+  [[128, 64], [128, 96], true, false],
+  [[128, 64], [96, 128], true, true],
+  [[2, 3, 16, 32], [2, 3, 16, 32], false, true], // true batched: stock path
+  [[4, 6, 5], [4, 6, 7], true, false],
+];
+
+async function timeMs(f: () => tf.Tensor, reps: number): Promise<number> {
+  const once = async () => {
+    const t = tf.tidy(f);
+    await t.data();
+    t.dispose();
+  };
+  await once();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) await once();
+  return (performance.now() - t0) / reps;
+}
+
+describe('wasm kernel patches', () => {
+  const cpuRef = new Map<string, Float32Array[]>();
+  beforeAll(async () => {
+    await initBackend({ backend: 'cpu', log: () => {} });
+    for (const c of CASES) cpuRef.set(JSON.stringify(c), await matmulWithGrads(...c));
+    await initBackend({ backend: 'wasm', log: () => {} });
+  });
+
+  it('install is idempotent; remove restores stock kernels, where gather has no gradient (tfjs#8082)', async () => {
+    expect(activeWasmPatches()).toEqual(ALL);
+    expect(installWasmPatches()).toEqual([]);
+    expect(removeWasmPatches()).toEqual(ALL);
+    expect(removeWasmPatches()).toEqual([]);
+    const e = tf.ones([5, 3]);
+    expect(() => tf.grad((x: tf.Tensor) => tf.sum(tf.gather(x, [1, 1, 4])))(e)).toThrow(/UnsortedSegmentSum/);
+    expect(installWasmPatches()).toEqual(ALL);
+    const g = tf.grad((x: tf.Tensor) => tf.sum(tf.gather(x, tf.tensor1d([1, 1, 4], 'int32'))))(e);
+    expect(Array.from(await g.data())).toEqual([0, 0, 0, 2, 2, 2, 0, 0, 0, 0, 0, 0, 1, 1, 1]);
+    tf.dispose([e, g]);
+  });
+
+  it('an out-of-range segment id is a clear error, not a write outside the output', () => {
+    const x = tf.ones([2, 3]);
+    expect(() => tf.unsortedSegmentSum(x, tf.tensor1d([0, 4], 'int32'), 4)).toThrow(
+      /segment id 4 at position 1 is outside \[0, 4\)/,
+    );
+    x.dispose();
+  });
+
+  it.each(CASES)(
+    'matMul %j x %j (tA=%s, tB=%s) + grads: patched == stock wasm == cpu',
+    async (sa, sb, ta, tb) => {
+      const ref = cpuRef.get(JSON.stringify([sa, sb, ta, tb])) as Float32Array[];
+      const be = tf.backend();
+      const ids = be.numDataIds();
+      const patched = await matmulWithGrads(sa, sb, ta, tb);
+      expect(be.numDataIds(), 'backend buffers leaked by the wrapper').toBe(ids);
+      removeWasmPatches();
+      const stock = await matmulWithGrads(sa, sb, ta, tb);
+      installWasmPatches();
+      ['out', 'dA', 'dB'].forEach((name, i) => {
+        expectClose(patched[i], ref[i], 1e-4, `${name} patched vs cpu`);
+        expectClose(patched[i], stock[i], 1e-4, `${name} patched vs stock wasm`);
+      });
+    },
+  );
+
+  it('transposed and weight-batched matMuls are much faster with the patch', async () => {
+    const r = new Rng(3);
+    const a = randn(r, [512, 512]);
+    const b = randn(r, [512, 512]);
+    const x3 = randn(r, [4, 128, 512]);
+    const runs: Record<string, () => tf.Tensor> = {
+      transposeA: () => tf.matMul(a, b, true, false),
+      transposeB: () => tf.matMul(a, b, false, true),
+      '[4,128,512] x [1,512,512]': () => tf.matMul(x3, tf.reshape(b, [1, 512, 512])),
+    };
+    for (const [name, f] of Object.entries(runs)) {
+      const fast = await timeMs(f, 3);
+      removeWasmPatches();
+      const slow = await timeMs(f, 1);
+      installWasmPatches();
+      const gflops = (ms: number) => ((2 * 512 ** 3) / ms / 1e6).toFixed(1);
+      console.log(
+        `${name}: patched ${fast.toFixed(1)} ms (${gflops(fast)} GFLOP/s), stock ${slow.toFixed(1)} ms (${gflops(slow)}), x${(slow / fast).toFixed(1)}`,
+      );
+      expect(slow / fast, name).toBeGreaterThan(2.5); // measured 5-30x; loose for a loaded 2-core box
+    }
+    tf.dispose([a, b, x3]);
+  });
+});
