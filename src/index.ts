@@ -32,3 +32,21 @@ export * from './data/templates.js';
 export * from './data/processor.js';
 export * from './train/grpo_config.js';
 export * from './data/dataset.js';
+// demo tasks, behaviour analysis, charts and HTML report (issue 9). tasks.ts' lastBoxed/normalizeAnswer stay
+// internal: reward/ owns the public answer extraction.
+export {
+  describeScene,
+  gradeDemo,
+  makeProblems,
+  type Problem,
+  type ProblemOptions,
+  problemKey,
+  type Scene,
+  splitOf,
+  TASK_KINDS,
+  type TaskKind,
+} from './demo/tasks.js';
+export { makeVisualProblems, renderProblems, renderScene, sceneToSvg, type VisualProblem } from './demo/render.js';
+export * from './analysis/behaviors.js';
+export * from './report/charts.js';
+export * from './report/html.js';
