@@ -50,3 +50,5 @@ export { makeVisualProblems, renderProblems, renderScene, sceneToSvg, type Visua
 export * from './analysis/behaviors.js';
 export * from './report/charts.js';
 export * from './report/html.js';
+export * from './util/log.js';
+export * from './util/progress.js';
