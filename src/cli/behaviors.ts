@@ -4,18 +4,9 @@
 // (a GRPO group). Rows without the step field are an error unless no row has it (then one group, step "all").
 
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { z } from 'zod';
 import { BEHAVIORS, type Behavior, behaviorRates } from '../analysis/behaviors.js';
-
-const HELP = `Usage: ovr-train behaviors ROLLOUTS.jsonl [flags]
-
-Rates of cognitive behaviours (backtracking, verification, subgoal, backward chaining, visual reflection)
-per training step. Patterns: docs/behaviors.md.
-
-Flags:
-  --text-field NAME   field holding the completion (string or string[]; default: completion)
-  --step-field NAME   field holding the step number (default: step)
-  --json              print JSON instead of a table`;
+import { ArgsError, helpText, type ParsedArgs, parseArgs } from './args.js';
 
 export type StepRates = { step: number | 'all'; n: number; rates: Record<Behavior, number> };
 
@@ -76,44 +67,51 @@ export function formatRatesTable(rows: StepRates[]): string {
   return [line(head), ...body.map(line)].join('\n');
 }
 
-/** CLI entry; returns the exit code. */
+/** Flags of `ovr-train behaviors` (after the file path). */
+export const BehaviorsArgs = z
+  .object({
+    textField: z
+      .string()
+      .min(1)
+      .default('completion')
+      .describe('field holding the completion: a string, or a string[] (one GRPO group)'),
+    stepField: z.string().min(1).default('step').describe('field holding the training step number'),
+    json: z.boolean().default(false).describe('print JSON instead of a table'),
+  })
+  .strict();
+
+const USAGE =
+  'Rates of cognitive behaviours (backtracking, verification, subgoal, backward chaining, visual reflection)\n' +
+  'per training step; the patterns are listed in docs/behaviors.md.';
+
+/** CLI entry: `ovr-train behaviors ROLLOUTS.jsonl [flags]`; returns the exit code. */
 export async function behaviorsCommand(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (e) {
-    console.error(`ovr-train behaviors: ${(e as Error).message}\n\n${HELP}`);
+  const [file, ...rest] = argv;
+  if (file === undefined || file === '--help' || file === '-h') {
+    console.log(`${USAGE}\n\n${helpText(BehaviorsArgs, 'ovr-train behaviors ROLLOUTS.jsonl')}`);
+    return file === undefined ? 2 : 0;
+  }
+  if (file.startsWith('-')) {
+    console.error(`ovr-train behaviors: the rollouts file comes first, got '${file}'\n\n${USAGE}`);
     return 2;
   }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    console.log(HELP);
+  let args: ParsedArgs<z.output<typeof BehaviorsArgs>>;
+  try {
+    args = parseArgs(BehaviorsArgs, rest, 'ovr-train behaviors ROLLOUTS.jsonl');
+  } catch (e) {
+    if (!(e instanceof ArgsError)) throw e;
+    console.error(`ovr-train behaviors: ${e.message}`);
+    return 2;
+  }
+  if (args.kind === 'help') {
+    console.log(`${USAGE}\n\n${args.text}`);
     return 0;
   }
-  if (positionals.length !== 1) {
-    console.error(
-      `ovr-train behaviors: expected one ROLLOUTS.jsonl path, got ${positionals.length}\n\n${HELP}`,
-    );
-    return 2;
-  }
-  const file = positionals[0];
+  const { textField, stepField, json } = args.config;
   const text = await readFile(file, 'utf8').catch(() => {
     throw new Error(`ovr-train behaviors: cannot read '${file}'`);
   });
-  const rows = ratesByStep(text, values['text-field'], values['step-field'], file);
-  console.log(values.json ? JSON.stringify(rows, null, 2) : formatRatesTable(rows));
+  const rows = ratesByStep(text, textField, stepField, file);
+  console.log(json ? JSON.stringify(rows, null, 2) : formatRatesTable(rows));
   return 0;
-}
-
-function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      'text-field': { type: 'string', default: 'completion' },
-      'step-field': { type: 'string', default: 'step' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
 }
