@@ -170,7 +170,8 @@ export function patchify(chw: Float32Array, height: number, width: number): Omit
               const colBase = base + c * 392 + t * 196;
               for (let py = 0; py < P; py++) {
                 const src = c * hw + (y0 + py) * width + x0;
-                out.set(chw.subarray(src, src + P), colBase + py * P);
+                const dst = colBase + py * P;
+                for (let px = 0; px < P; px++) out[dst + px] = chw[src + px];
               }
             }
           }

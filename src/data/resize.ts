@@ -100,8 +100,8 @@ interface Coeffs {
   ksize: number;
   /** [outSize * 2]: first source index, tap count. */
   bounds: Int32Array;
-  /** [outSize * ksize] fixed-point weights (integers, may be negative). */
-  weights: Float64Array;
+  /** [outSize * ksize] fixed-point weights (may be negative); |sum| stays in int32 like Pillow's C ints. */
+  weights: Int32Array;
 }
 
 /** Pillow `precompute_coeffs` + `normalize_coeffs_8bpc` for resizing `inSize` → `outSize` (whole box). */
@@ -111,7 +111,7 @@ export function bicubicCoeffs(inSize: number, outSize: number): Coeffs {
   const support = 2 * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const bounds = new Int32Array(outSize * 2);
-  const weights = new Float64Array(outSize * ksize);
+  const weights = new Int32Array(outSize * ksize);
   const k = new Float64Array(ksize);
   for (let xx = 0; xx < outSize; xx++) {
     const center = (xx + 0.5) * scale;
@@ -136,7 +136,7 @@ export function bicubicCoeffs(inSize: number, outSize: number): Coeffs {
 
 /** Pillow `clip8`: arithmetic shift by 22 then clamp to [0, 255]. */
 function clip8(acc: number): number {
-  const v = Math.floor(acc / ONE);
+  const v = acc >> PRECISION_BITS;
   return Math.min(Math.max(v, 0), 255);
 }
 
@@ -144,6 +144,7 @@ function clip8(acc: number): number {
 function resampleRows(img: RawImage, outW: number, y0: number, y1: number, cf: Coeffs): RawImage {
   const { data, width, channels: c } = img;
   const out = new Uint8Array((y1 - y0) * outW * c);
+  const acc = new Int32Array(c);
   for (let y = y0; y < y1; y++) {
     const rowIn = y * width * c;
     const rowOut = (y - y0) * outW * c;
@@ -151,11 +152,31 @@ function resampleRows(img: RawImage, outW: number, y0: number, y1: number, cf: C
       const xmin = cf.bounds[xx * 2];
       const n = cf.bounds[xx * 2 + 1];
       const kOff = xx * cf.ksize;
-      for (let ch = 0; ch < c; ch++) {
-        let acc = HALF;
-        for (let x = 0; x < n; x++) acc += data[rowIn + (xmin + x) * c + ch] * cf.weights[kOff + x];
-        out[rowOut + xx * c + ch] = clip8(acc);
+      if (c === 3) {
+        // Fast path for RGB (the processor's case): three scalar accumulators.
+        let a0 = HALF;
+        let a1 = HALF;
+        let a2 = HALF;
+        for (let x = 0; x < n; x++) {
+          const w = cf.weights[kOff + x];
+          const p = rowIn + (xmin + x) * 3;
+          a0 = (a0 + data[p] * w) | 0;
+          a1 = (a1 + data[p + 1] * w) | 0;
+          a2 = (a2 + data[p + 2] * w) | 0;
+        }
+        const q = rowOut + xx * 3;
+        out[q] = clip8(a0);
+        out[q + 1] = clip8(a1);
+        out[q + 2] = clip8(a2);
+        continue;
       }
+      acc.fill(HALF);
+      for (let x = 0; x < n; x++) {
+        const w = cf.weights[kOff + x];
+        const p = rowIn + (xmin + x) * c;
+        for (let ch = 0; ch < c; ch++) acc[ch] += data[p + ch] * w;
+      }
+      for (let ch = 0; ch < c; ch++) out[rowOut + xx * c + ch] = clip8(acc[ch]);
     }
   }
   return { data: out, height: y1 - y0, width: outW, channels: c };
@@ -166,15 +187,18 @@ function resampleCols(img: RawImage, outH: number, offset: number, cf: Coeffs): 
   const { data, width, channels: c } = img;
   const stride = width * c;
   const out = new Uint8Array(outH * stride);
+  const acc = new Int32Array(stride);
   for (let yy = 0; yy < outH; yy++) {
     const ymin = cf.bounds[yy * 2] - offset;
     const n = cf.bounds[yy * 2 + 1];
-    const kOff = yy * cf.ksize;
-    for (let i = 0; i < stride; i++) {
-      let acc = HALF;
-      for (let y = 0; y < n; y++) acc += data[(ymin + y) * stride + i] * cf.weights[kOff + y];
-      out[yy * stride + i] = clip8(acc);
+    acc.fill(HALF);
+    // Row-major accumulation (same integer sums as Pillow's per-pixel loop, cache-friendly order).
+    for (let y = 0; y < n; y++) {
+      const w = cf.weights[yy * cf.ksize + y];
+      const src = (ymin + y) * stride;
+      for (let i = 0; i < stride; i++) acc[i] = (acc[i] + data[src + i] * w) | 0;
     }
+    for (let i = 0; i < stride; i++) out[yy * stride + i] = clip8(acc[i]);
   }
   return { data: out, height: outH, width, channels: c };
 }
