@@ -4,6 +4,8 @@
 // square side r*sqrt(pi), equilateral triangle side r*sqrt(4*pi/sqrt(3))), so "largest" is unambiguous by area.
 // Digits are seven-segment glyphs made of rects: no fonts involved, so images are identical on every machine.
 
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import sharp from 'sharp';
 import {
   type Color,
@@ -161,4 +163,53 @@ export async function makeVisualProblems(
   opts: ProblemOptions & { imageSize?: number },
 ): Promise<VisualProblem[]> {
   return renderProblems(makeProblems(opts), opts.imageSize ?? 56);
+}
+
+/** One JSONL row in the `messages` format of data/dataset.ts, plus the fields a verifiable reward needs. */
+export type DemoRow = {
+  id: string;
+  task: string;
+  answer: string;
+  messages: { role: 'user' | 'assistant'; content: string }[];
+  image?: string;
+};
+
+/**
+ * Writes problems as chat JSONL. `mode: 'text'` gives the stage-1 rows (user = scene description + question);
+ * `mode: 'image'` writes `images/<id>.png` beside the file and gives rows whose user turn is the question alone,
+ * with `image` set (dataset.ts prepends the image part to the user turn). Returns the rows written.
+ * @example
+ * await writeDemoJsonl('run/data/sft.jsonl', makeProblems({ seed: 0, split: 'train', count: 512 }), { mode: 'text' });
+ * await writeDemoJsonl('run/data/rl.jsonl', makeProblems({ seed: 1, split: 'train', count: 256 }), { mode: 'image' });
+ */
+export async function writeDemoJsonl(
+  file: string,
+  problems: Problem[],
+  opts: { mode: 'text' | 'image'; imageSize?: number },
+): Promise<DemoRow[]> {
+  if (opts.mode !== 'text' && opts.mode !== 'image') {
+    throw new Error(`writeDemoJsonl: mode must be 'text' or 'image', got '${opts.mode}'`);
+  }
+  const dir = path.dirname(file);
+  await mkdir(opts.mode === 'image' ? path.join(dir, 'images') : dir, { recursive: true });
+  const rows: DemoRow[] = [];
+  for (const p of problems) {
+    const user = opts.mode === 'text' ? p.textPrompt : p.question;
+    const row: DemoRow = {
+      id: p.id,
+      task: p.task,
+      answer: p.answer,
+      messages: [
+        { role: 'user', content: user },
+        { role: 'assistant', content: p.target },
+      ],
+    };
+    if (opts.mode === 'image') {
+      row.image = `images/${p.id}.png`;
+      await writeFile(path.join(dir, row.image), await renderScene(p.scene, opts.imageSize ?? 56));
+    }
+    rows.push(row);
+  }
+  await writeFile(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  return rows;
 }

@@ -1,6 +1,10 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectBehaviors } from '../../src/analysis/behaviors.js';
-import { makeVisualProblems, renderScene, sceneToSvg } from '../../src/demo/render.js';
+import { MessagesRow } from '../../src/data/dataset.js';
+import { makeVisualProblems, renderScene, sceneToSvg, writeDemoJsonl } from '../../src/demo/render.js';
 import {
   describeScene,
   gradeDemo,
@@ -207,5 +211,37 @@ describe('rendered images agree with the answers (independent pixel reading)', (
 
   it('rejects a bad image size', () => {
     expect(() => sceneToSvg({ grid: 3, items: [] }, 10)).toThrow(/image size must be an integer >= 16/);
+  });
+});
+
+describe('writeDemoJsonl', () => {
+  it('writes text rows and image rows that the dataset schema accepts', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ovr-demo-'));
+    const ps = makeProblems({ seed: 2, split: 'train', count: 4 });
+    const textRows = await writeDemoJsonl(path.join(dir, 'sft.jsonl'), ps, { mode: 'text' });
+    const imageRows = await writeDemoJsonl(path.join(dir, 'rl.jsonl'), ps, { mode: 'image', imageSize: 56 });
+    const read = (f: string) =>
+      readFileSync(path.join(dir, f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+    expect(read('sft.jsonl')).toEqual(textRows);
+    expect(read('rl.jsonl')).toEqual(imageRows);
+    for (const [i, r] of read('sft.jsonl').entries()) {
+      expect(MessagesRow.safeParse(r).success).toBe(true);
+      expect(r.messages[0].content).toBe(ps[i].textPrompt);
+      expect(r.messages[1].content).toBe(ps[i].target);
+      expect(r.image).toBeUndefined();
+    }
+    for (const [i, r] of read('rl.jsonl').entries()) {
+      expect(MessagesRow.safeParse(r).success).toBe(true);
+      expect(r.messages[0].content).toBe(ps[i].question);
+      expect(r.answer).toBe(ps[i].answer);
+      const png = readFileSync(path.join(dir, r.image));
+      expect(await answerFromImage(ps[i], png)).toBe(ps[i].answer);
+    }
+    await expect(writeDemoJsonl(path.join(dir, 'x.jsonl'), ps, { mode: 'video' as any })).rejects.toThrow(
+      /mode must be 'text' or 'image'/,
+    );
   });
 });
