@@ -46,7 +46,15 @@ export {
   TASK_KINDS,
   type TaskKind,
 } from './demo/tasks.js';
-export { makeVisualProblems, renderProblems, renderScene, sceneToSvg, type VisualProblem } from './demo/render.js';
+export {
+  type DemoRow,
+  makeVisualProblems,
+  renderProblems,
+  renderScene,
+  sceneToSvg,
+  type VisualProblem,
+  writeDemoJsonl,
+} from './demo/render.js';
 export * from './analysis/behaviors.js';
 export * from './report/charts.js';
 export * from './report/html.js';
