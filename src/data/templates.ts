@@ -1,7 +1,7 @@
 // Named prompt templates for RL/eval prompts: `orz` (Open-Reasoner-Zero) and `qwen` (Qwen chat + CoT).
 // `orz` text follows Open-Reasoner-Zero `playground/zero_setting_base.py` (prompt_template_jinja +
 // prompt_instruction_template_jinja, as rendered by Python jinja2: bos_token is empty for Qwen, the
-// instruction's trailing newline is dropped, and its `\\boxed{}` keeps the two backslashes the source has).
+// instruction's trailing newline is dropped; the source's Python literal `"\\\\boxed{}"` renders as `\\boxed{}`).
 import { renderChat } from './chat.js';
 
 /** Names accepted by {@link buildPrompt}. */
@@ -21,7 +21,7 @@ export const ORZ_PREAMBLE =
 /** ORZ instruction wrapped around the question. */
 export const ORZ_INSTRUCTION =
   'You must put your answer inside <answer> </answer> tags, i.e., <answer> answer here </answer>. ' +
-  'And your final answer will be extracted automatically by the \\\\boxed{} tag.\nThis is the problem:\n';
+  'And your final answer will be extracted automatically by the \\boxed{} tag.\nThis is the problem:\n';
 
 /** Qwen2.5-Math chain-of-thought suffix used by the `qwen` template. */
 export const QWEN_COT_SUFFIX = '\nPlease reason step by step, and put your final answer within \\boxed{}.';

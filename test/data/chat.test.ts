@@ -213,7 +213,7 @@ describe('named prompt templates', () => {
         'The reasoning process is enclosed within <think> </think> and answer is enclosed within <answer> </answer> tags, ' +
         'respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. ' +
         'User: You must put your answer inside <answer> </answer> tags, i.e., <answer> answer here </answer>. ' +
-        'And your final answer will be extracted automatically by the \\\\boxed{} tag.\nThis is the problem:\n' +
+        'And your final answer will be extracted automatically by the \\boxed{} tag.\nThis is the problem:\n' +
         'What is 1+1?\nAssistant: <think>',
     );
     expect(buildPrompt('orz', 'Q', { numImages: 2 })).toContain(
