@@ -127,7 +127,7 @@ export function helpText(schema: z.ZodType, prog: string): string {
   return [
     `Usage: ${prog} [--config run.json] [flags]`,
     '',
-    'Precedence: defaults < --config file < flags. Booleans: --flag / --no-flag. Lists: comma-separated.',
+    'Precedence: defaults < --config file < flags. Booleans: --flag, --no-flag or --flag true|false. Lists: comma-separated.',
     '',
     'Flags:',
     ...rows,
@@ -250,10 +250,10 @@ function collectFlags(argv: string[], fields: Map<string, Field>): { flags: Toke
     const field = fields.get(normalise(name));
     const isBool = field ? def(unwrap(field.schema).inner).type === 'boolean' : name.startsWith('no-');
     const next = argv[i + 1];
-    const takesNext =
-      !isBool &&
-      next !== undefined &&
-      (!next.startsWith('--') || (next.startsWith('-') && Number.isFinite(Number(next))));
+    // Booleans take only an explicit true/false; other flags take the next token unless it is another --flag.
+    const takesNext = isBool
+      ? next === 'true' || next === 'false'
+      : next !== undefined && (!next.startsWith('--') || Number.isFinite(Number(next)));
     flags.push(takesNext ? { name, value: argv[++i] } : { name });
   }
   return { flags, help };

@@ -257,7 +257,8 @@ export async function loadSftExamples(
 }
 
 /**
- * Tokenizes examples and truncates them to `maxSeqLen`. Examples left with no label token are dropped and counted.
+ * Tokenizes examples and truncates them to `maxSeqLen`. Examples left with no label token, and truncated examples
+ * with images, are dropped and counted.
  * @example const { examples, truncated, dropped } = await tokenizeExamples(ex, tokenize, 1024);
  */
 export async function tokenizeExamples(
@@ -275,9 +276,11 @@ export async function tokenizeExamples(
         `${ex.where}: tokenize returned ${t.inputIds.length} ids but ${t.labels.length} labels`,
       );
     }
-    if (t.inputIds.length > maxSeqLen) truncated++;
+    const cut = t.inputIds.length > maxSeqLen;
+    if (cut) truncated++;
     const labels = t.labels.slice(0, maxSeqLen);
-    if (labels.every((l) => l === IGNORE_INDEX)) {
+    // A cut could split an image's pad tokens from its features, so truncated rows with images are dropped.
+    if (labels.every((l) => l === IGNORE_INDEX) || (cut && ex.images.length > 0)) {
       dropped++;
       continue;
     }
@@ -305,8 +308,13 @@ export function epochOrder(n: number, seed: number, epoch: number): number[] {
 export interface PlanOptions {
   batchSize: number;
   seed: number;
-  /** Sort within mega-batches of MEGA_BATCH_MULT * batchSize by length (longest first). */
+  /** Sort within mega-batches of MEGA_BATCH_MULT * batchSize * gradAccumSteps by length (longest first). */
   lengthGrouping: boolean;
+  /**
+   * Micro-batches per optimizer step (default 1). It only sizes the mega-batches, so that batch 4 x accum 1 and
+   * batch 1 x accum 4 see the same examples in the same order.
+   */
+  gradAccumSteps?: number;
   /** Pack sequences into rows of at most this many tokens; omit for one sequence per row. */
   packTo?: number;
   /** Drop a final partial batch (default false). */
@@ -323,7 +331,10 @@ export function planEpoch(lengths: number[], epoch: number, o: PlanOptions): num
   const order = epochOrder(lengths.length, o.seed, epoch);
   let rows: number[][];
   if (o.packTo !== undefined) rows = packGreedy(order, lengths, o.packTo);
-  else if (o.lengthGrouping) rows = groupByLength(order, lengths, o.batchSize).map((i) => [i]);
+  else if (o.lengthGrouping)
+    rows = groupByLength(order, lengths, MEGA_BATCH_MULT * o.batchSize * (o.gradAccumSteps ?? 1)).map((i) => [
+      i,
+    ]);
   else rows = order.map((i) => [i]);
   const batches: number[][][] = [];
   for (let i = 0; i < rows.length; i += o.batchSize) batches.push(rows.slice(i, i + o.batchSize));
@@ -331,9 +342,8 @@ export function planEpoch(lengths: number[], epoch: number, o: PlanOptions): num
   return batches;
 }
 
-/** Cuts `order` into mega-batches and sorts each by length, longest first (stable, so ties keep the shuffle). */
-function groupByLength(order: number[], lengths: number[], batchSize: number): number[] {
-  const mega = MEGA_BATCH_MULT * batchSize;
+/** Cuts `order` into mega-batches of `mega` and sorts each by length, longest first (stable, so ties keep the shuffle). */
+function groupByLength(order: number[], lengths: number[], mega: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < order.length; i += mega) {
     out.push(...order.slice(i, i + mega).sort((a, b) => lengths[b] - lengths[a]));

@@ -4,8 +4,11 @@
 // Every field has a `.describe()`, because `ovr-train <cmd> --help` is generated from these descriptions.
 import { z } from 'zod';
 
-/** Names of the tfjs backends a run may select. `tensorflow` is tfjs-node(-gpu), when installed. */
-export const BACKENDS = ['cpu', 'wasm', 'webgpu', 'tensorflow'] as const;
+/**
+ * Names of the tfjs backends a run may select (the same list as `BACKEND_NAMES` in src/backend/index.ts; a test
+ * keeps them equal). `tensorflow` is tfjs-node(-gpu) when installed; `auto` picks the fastest that starts.
+ */
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 
 /** Which parameters receive gradients. `lm+merger` trains the language model and the vision-to-text merger. */
 export const TRAINABLE_PARTS = ['all', 'lm', 'vision', 'lm+merger'] as const;
@@ -111,8 +114,10 @@ export const commonTrainFields = {
     .describe('Skip steps whose gradient norm is NaN/Inf; stop the run after this many in a row'),
   backend: z
     .enum(BACKENDS)
-    .default('cpu')
-    .describe('tfjs backend: cpu, wasm, webgpu or tensorflow (tfjs-node)'),
+    .default('auto')
+    .describe(
+      "tfjs backend: 'auto' (tfjs-node-gpu, tfjs-node, webgpu on a real GPU, wasm, cpu), or one of them forced",
+    ),
   resume: z
     .string()
     .optional()

@@ -10,6 +10,7 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
+import type { RngState } from '../util/rng.js';
 import type { AdamWState, HostF32Tensor } from './optim.js';
 
 /** Position in the training data stream, enough to continue exactly (see src/data/dataset.ts). */
@@ -25,14 +26,28 @@ export interface TrainState {
   /** Optimizer steps completed. */
   step: number;
   dataPosition: DataPosition;
-  /** Rng states by stream name (`Rng.getState()`); JSON-serialisable. */
-  rng: Record<string, [number, number, number, number]>;
+  /** Rng state (`Rng.getState()`), or states by stream name; JSON-serialisable. */
+  rng: RngState | Record<string, RngState>;
   /** AdamW moments; omitted for weights-only checkpoints. */
   optimizerState?: AdamWState;
   /** The resolved (parsed, defaulted) training config. */
   resolvedConfig: unknown;
   /** Anything else JSON-serialisable (non-finite step counts, best eval loss, ...). */
   extra?: Record<string, unknown>;
+}
+
+/**
+ * Writes the resolved training config to `runDir/training_config.json` at the start of a run (each checkpoint keeps
+ * its own copy as well).
+ * @example await writeRunConfig(cfg.outDir, cfg);
+ */
+export async function writeRunConfig(runDir: string, resolvedConfig: unknown): Promise<string> {
+  await mkdir(runDir, { recursive: true });
+  const file = path.join(runDir, CONFIG_FILE);
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeJsonSynced(tmp, resolvedConfig);
+  await rename(tmp, file);
+  return file;
 }
 
 /** Options of {@link saveTrainState}. */

@@ -72,6 +72,12 @@ describe('parseArgs', () => {
     });
   });
 
+  it('accepts --flag true|false as separate tokens', () => {
+    const c = cfg(['--packing', 'false', '--verbose', 'true', '--name', 'n', '--data.train', 't']);
+    expect([c.packing, c.verbose]).toEqual([false, true]);
+    expect(cfg(['--verbose', '--name', 'n', '--data.train', 't']).verbose).toBe(true);
+  });
+
   it('accepts negative numbers as values and camelCase spellings', () => {
     const c = cfg(['--name', 'n', '--lr', '-1', '--maxSeqLen', '7', '--data.train', 't']);
     expect(c.lr).toBe(-1);

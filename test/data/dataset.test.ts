@@ -160,6 +160,24 @@ describe('adapters on the shared datasets', () => {
 });
 
 describe('tokenizeExamples', () => {
+  it('drops truncated examples that carry images', async () => {
+    const msgs: ChatMessage[] = [
+      {
+        role: 'user',
+        content: [
+          { type: 'image', image: '/x.png' },
+          { type: 'text', text: 'what?' },
+        ],
+      },
+      { role: 'assistant', content: 'a cat' },
+    ];
+    const ex = [{ messages: msgs, images: ['/x.png'], where: 'a:1' }];
+    expect((await tokenizeExamples(ex, charTokenize, 30)).dropped).toBe(1);
+    const kept = await tokenizeExamples(ex, charTokenize, 64);
+    expect(kept.dropped).toBe(0);
+    expect(kept.examples[0].images).toEqual(['/x.png']);
+  });
+
   it('truncates to maxSeqLen and drops examples left without labels', async () => {
     const ex = [
       {
@@ -207,6 +225,15 @@ describe('order and batching', () => {
     expect(
       planEpoch(lengths, 0, { batchSize: 4, seed: 5, lengthGrouping: false, dropLast: true }),
     ).toHaveLength(5);
+  });
+
+  it('batch 4 x accum 1 and batch 1 x accum 4 see the same examples in the same order', () => {
+    const lengths = Array.from({ length: 500 }, (_, i) => 1 + ((i * 53) % 97));
+    for (const lengthGrouping of [false, true]) {
+      const a = planEpoch(lengths, 1, { batchSize: 4, gradAccumSteps: 1, seed: 2, lengthGrouping }).flat(2);
+      const b = planEpoch(lengths, 1, { batchSize: 1, gradAccumSteps: 4, seed: 2, lengthGrouping }).flat(2);
+      expect(b).toEqual(a);
+    }
   });
 
   it('length grouping cuts padding compared with random batches', () => {

@@ -25,7 +25,7 @@ describe('SftConfig', () => {
       eps: 1e-8,
       maxGradNorm: 1,
       trainable: 'all',
-      backend: 'cpu',
+      backend: 'auto',
       maxSeqLen: 1024,
       packing: false,
       lengthGrouping: true,

@@ -1,6 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AdamW,
   clipByGlobalNorm,
@@ -41,7 +42,14 @@ function adamwRef(
   return p;
 }
 
-describe('AdamW', () => {
+describe.each(['cpu', 'wasm'])('AdamW vs float64 reference on %s', (backend) => {
+  beforeAll(async () => {
+    await tf.setBackend(backend);
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+  });
+
   it('one step equals the float64 reference', async () => {
     const w0 = [0.5, -1.25, 2.0, 0.0];
     const g = [0.1, -0.3, 2.5, -1e-4];
@@ -51,7 +59,7 @@ describe('AdamW', () => {
     opt.step({ 'lm.w': gt }, 0.01);
     const want = adamwRef(w0, [g], [0.01], { b1: 0.9, b2: 0.95, eps: 1e-6, wd: 0.1 });
     // step 1 with bias correction: update = lr * g/(|g|+eps') ~= lr * sign(g)
-    expectClose(await w.data(), want, 1e-6, 'adamw step 1');
+    expectClose(await w.data(), want, 1e-6, `adamw step 1 (${backend})`);
     expect(opt.stepCount).toBe(1);
     tf.dispose([w, gt]);
     opt.dispose();
@@ -73,11 +81,13 @@ describe('AdamW', () => {
       g.dispose();
     }
     const want = adamwRef(w0, gs, lrs, { b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0.01 });
-    expectClose(await w.data(), want, 1e-6, 'adamw 3 steps');
+    expectClose(await w.data(), want, 1e-6, `adamw 3 steps (${backend})`);
     w.dispose();
     opt.dispose();
   });
+});
 
+describe('AdamW', () => {
   it('weight decay is decoupled: a zero gradient still shrinks weights by lr*wd*w, no-decay names do not move', async () => {
     const w = tf.variable(tf.tensor([2, -4]));
     const b = tf.variable(tf.tensor([2, -4]));

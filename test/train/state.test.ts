@@ -12,8 +12,9 @@ import {
   resolveResume,
   saveTrainState,
   type TrainState,
+  writeRunConfig,
 } from '../../src/train/state.js';
-import { Rng } from '../../src/util/rng.js';
+import { Rng, type RngState } from '../../src/util/rng.js';
 
 const made: string[] = [];
 async function runDir(): Promise<string> {
@@ -90,8 +91,8 @@ describe('saveTrainState / loadTrainState', () => {
       'exp_avg_sq.model.norm.weight',
     ]);
     // the restored rng continues the same stream
-    const a = new Rng(s.rng.data);
-    const b = new Rng(back.rng.data);
+    const a = new Rng((s.rng as Record<string, RngState>).data);
+    const b = new Rng((back.rng as Record<string, RngState>).data);
     expect(a.uniform()).toBe(b.uniform());
   });
 
@@ -142,6 +143,13 @@ describe('saveTrainState / loadTrainState', () => {
     const ck = await saveTrainState(dir, state(4), { writeWeights: weights('second') });
     expect(await readFile(path.join(ck, 'weights.txt'), 'utf8')).toBe('second');
     expect(await readdir(dir)).toEqual(['checkpoint-00000004']);
+  });
+
+  it('writeRunConfig writes the resolved config as JSON in the run dir, which is not mistaken for a checkpoint', async () => {
+    const dir = await runDir();
+    const file = await writeRunConfig(path.join(dir, 'new'), { lr: 1e-5, betas: [0.9, 0.95] });
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ lr: 1e-5, betas: [0.9, 0.95] });
+    expect(await latestCheckpoint(path.join(dir, 'new'))).toBeUndefined();
   });
 
   it('latestCheckpoint of an empty or missing dir is undefined', async () => {
