@@ -401,8 +401,11 @@ function collectionsEqual(g: Node, p: Node, o: CompareOptions): boolean {
     if (g.t === 'set' || p.t === 'set') return sameMultiset(dedupe(ga, o), dedupe(pa, o), o);
     return sameMultiset(ga, pa, o);
   }
-  if (ga !== null && ga.length === 1 && g.t === 'set') return nodesEqual(ga[0], p, o);
-  if (pa !== null && pa.length === 1 && p.t === 'set') return nodesEqual(g, pa[0], o);
+  // A set that collapses to one element (`\boxed{15\frac{39}{40}}, or \boxed{\frac{639}{40}}`) is that element.
+  const gOne = g.t === 'set' && ga !== null ? dedupe(ga, o) : null;
+  if (gOne !== null && gOne.length === 1) return nodesEqual(gOne[0], p, o);
+  const pOne = p.t === 'set' && pa !== null ? dedupe(pa, o) : null;
+  if (pOne !== null && pOne.length === 1) return nodesEqual(g, pOne[0], o);
   if (g.t === 'ellipsis' || p.t === 'ellipsis') return g.t === p.t;
   if (g.t === 'expr' && p.t === 'expr') return scalarEqual(g, p, o);
   const tg = textOf(g);

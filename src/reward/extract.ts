@@ -141,9 +141,11 @@ export function readsAsAnswer(text: string): boolean {
   const outside = text
     .replace(/\$\$[\s\S]*?\$\$|\\\[[\s\S]*?\\\]|\\\([^\n]*?\\\)|(?<!\\)\$[^$\n]*\$/g, ' ')
     .replace(/\\text\{[^{}]*\}/g, ' ')
+    .replace(/\\(?:begin|end)\{[a-zA-Z*]*\}/g, ' ')
     .replace(/\\[a-zA-Z]+/g, ' ');
   const words = outside.match(/[a-zA-Z]{2,}/g) ?? [];
-  return words.every((w) => UNIT_OR_CONNECTOR.test(w));
+  // Short capital words are point/segment names (`AB`, `DEF`), not prose.
+  return words.every((w) => UNIT_OR_CONNECTOR.test(w) || /^[A-Z]{2,3}$/.test(w));
 }
 
 const NUMBER =

@@ -85,7 +85,7 @@ function wraps(s: string): boolean {
 }
 
 const LABEL_RE =
-  /^(?:\\?[a-zA-Z]+(?:_\{?[a-zA-Z0-9,]+\}?)?(?:'|\^\{?\*\}?)?(?:\([a-zA-Z,\s]*\))?|\\frac\{[a-zA-Z\s]+\}\{[a-zA-Z\s]+\}|[a-zA-Z_{}]+\s*:\s*[a-zA-Z_{}]+|\\angle\s*[a-zA-Z]+|\([a-zA-Z,\s]+\))$/;
+  /^(?:[a-zA-Z][a-zA-Z.]*(?:\s+[a-zA-Z.]+){1,5}|\\?[a-zA-Z]+(?:_\{?[a-zA-Z0-9,]+\}?)?(?:'|\^\{?\*\}?)?(?:\([a-zA-Z,\s]*\))?|\\frac\{[a-zA-Z\s]+\}\{[a-zA-Z\s]+\}|[a-zA-Z_{}]+\s*:\s*[a-zA-Z_{}]+|\\angle\s*[a-zA-Z]+|\([a-zA-Z,\s]+\))$/;
 
 /** True for the left side of an assignment: `x`, `x_1`, `f(x)`, `(p,q)`, `\frac{NO}{BO}`, `A:B`, `S_{MBCN}:S`. */
 export function isLabel(s: string): boolean {
@@ -228,7 +228,7 @@ function bracketNode(s: string, ctx: ParseContext, depth: number): Node | null {
 export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node {
   const s = raw
     .trim()
-    .replace(/^[,;]+|^\.(?!\d)|[,;.]+$/g, '')
+    .replace(/^[,;=]+|^\.(?!\d)|[,;.]+$/g, '')
     .trim();
   if (depth > MAX_DEPTH) return { t: 'expr', latex: s, percent: false };
   if (s === '\\emptyset' || s === '\\{\\}' || s === '{}') return { t: 'set', items: [] };

@@ -89,6 +89,22 @@ export function answerNode(ex: Extracted, opts: VerifyOptions): Node {
   return parseNode(ctx.decimalComma ? text.replace(/^(-?\d+),(\d+)$/, '$1.$2') : text, ctx);
 }
 
+/** Longest gold answer read whole when it is not a solution (no box, no "answer is"). */
+const MAX_WHOLE_GOLD = 300;
+
+/**
+ * The gold answer: like a prediction (a gold may be a full solution with a box), except that a short gold without
+ * a box or an answer phrase is read whole — it is trusted to be an answer even when it has words
+ * (`Area $=113.1$ cm^2`, `Bugs Bunny`, `\begin{pmatrix}…`).
+ */
+export function extractGold(gold: string, opts: VerifyOptions = {}): Extracted | null {
+  const ex = extractAnswer(gold, { targets: opts.targets });
+  if (ex !== null && ex.kind !== 'latex' && ex.kind !== 'number') return ex;
+  const t = gold.trim();
+  if (t.length > 0 && t.length <= MAX_WHOLE_GOLD) return { kind: 'whole', text: t };
+  return ex;
+}
+
 function checkInputs(gold: unknown, prediction: unknown): void {
   if (typeof gold !== 'string') throw new Error(`verify: gold must be a string, got ${typeof gold}`);
   if (typeof prediction !== 'string')
@@ -115,7 +131,7 @@ export function verify(gold: string, prediction: string, opts: VerifyOptions = {
   checkInputs(gold, prediction);
   const co = compareOptions(opts);
   const ex = { targets: opts.targets };
-  const g = extractAnswer(gold, ex) ?? extractAnswer(gold);
+  const g = extractGold(gold, opts);
   const goldText = g?.text ?? null;
   const choices = opts.choices ?? DEFAULT_CHOICES;
   const letter = goldText !== null && g?.kind !== 'boxed_set' ? choiceLetter(goldText, choices) : null;
@@ -133,11 +149,11 @@ export function verify(gold: string, prediction: string, opts: VerifyOptions = {
     };
   }
   const base = { gold: g.text, extracted: p.text };
-  if (g.text.trim() === p.text.trim() && g.kind === p.kind)
-    return { equal: true, reason: 'identical', ...base };
+  const single = g.kind !== 'boxed_set' && p.kind !== 'boxed_set';
+  if (g.text.trim() === p.text.trim() && single) return { equal: true, reason: 'identical', ...base };
   const ng = normalizeAnswer(g.text);
   const np = normalizeAnswer(p.text);
-  if (ng === np && ng.length > 0 && g.kind !== 'boxed_set' && p.kind !== 'boxed_set') {
+  if (ng === np && ng.length > 0 && single) {
     return { equal: true, reason: 'identical after normalisation', ...base };
   }
   const gn = answerNode(g, opts);
