@@ -6,6 +6,10 @@ type Command = { summary: string; load: () => Promise<(argv: string[]) => Promis
 
 const COMMANDS: Record<string, Command> = {
   // Commands register here: name -> summary + lazy loader.
+  grade: {
+    summary: 'grade predictions against gold answers with the math verifier',
+    load: async () => (await import('./grade.js')).gradeCommand,
+  },
   behaviors: {
     summary: 'cognitive-behaviour rates per step of a rollouts JSONL',
     load: async () => (await import('./behaviors.js')).behaviorsCommand,
