@@ -60,3 +60,4 @@ export * from './report/charts.js';
 export * from './report/html.js';
 export * from './util/log.js';
 export * from './util/progress.js';
+export * from './reward/index.js';
