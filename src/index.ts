@@ -61,3 +61,5 @@ export * from './report/html.js';
 export * from './util/log.js';
 export * from './util/progress.js';
 export * from './reward/index.js';
+// tfjs backend selection and our kernel patches (issue 3).
+export * from './backend/index.js';
