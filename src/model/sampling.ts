@@ -113,10 +113,35 @@ export function argmax(s: ArrayLike<number>): number {
   return best;
 }
 
+/** The k-th largest value of s (quickselect on a copy, O(V) on average). */
+export function kthLargest(s: ArrayLike<number>, k: number): number {
+  const a = Float64Array.from(s);
+  const want = a.length - k; // index in ascending order
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return a[want];
+  }
+  return a[want];
+}
+
 /** Probabilities of the ids kept by top-k (HF: ties with the k-th value are kept); others get 0. */
 function topKProbs(s: Float64Array, k: number): Float64Array {
-  let thr = Number.NEGATIVE_INFINITY;
-  if (k > 0 && k < s.length) thr = Float64Array.from(s).sort()[s.length - k];
+  const thr = k > 0 && k < s.length ? kthLargest(s, k) : Number.NEGATIVE_INFINITY;
   const m = s[argmax(s)];
   const p = new Float64Array(s.length);
   let z = 0;
@@ -130,48 +155,74 @@ function topKProbs(s: Float64Array, k: number): Float64Array {
   return p;
 }
 
+/** Probabilities above t (all when t < 0) and their mass. */
+function above(p: ArrayLike<number>, t: number): { vals: Float64Array; mass: number } {
+  let count = 0;
+  let mass = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] > t) {
+      count++;
+      mass += p[i];
+    }
+  }
+  const vals = new Float64Array(count);
+  for (let i = 0, j = 0; i < p.length; i++) if (p[i] > t) vals[j++] = p[i];
+  return { vals, mass };
+}
+
 /**
  * Ids of the nucleus: the smallest set of most-probable ids (ties: lower id first) with mass >= topP, at least one.
- * Only ids above a probability threshold are sorted: if the ids with p > t already hold mass >= topP, the nucleus is
+ * Only probabilities above a threshold are sorted: if the ids with p > t already hold mass >= topP, the nucleus is
  * among them, since every other id ranks after them. Returned in ascending id order.
  * @example nucleus(Float64Array.of(0.1, 0.5, 0.4), 0.8) // [1, 2]
  */
 export function nucleus(p: ArrayLike<number>, topP: number): number[] {
-  let cand: number[] = [];
+  let vals: Float64Array = new Float64Array(0);
   for (const t of [1e-3, 1e-6, 1e-9, 0]) {
-    cand = [];
-    let mass = 0;
-    for (let i = 0; i < p.length; i++) {
-      if (p[i] > t) {
-        cand.push(i);
-        mass += p[i];
-      }
-    }
-    if (mass >= topP) break;
+    const c = above(p, t);
+    vals = c.vals;
+    if (c.mass >= topP) break;
   }
-  cand.sort((a, b) => p[b] - p[a] || a - b);
-  const kept: number[] = [];
+  vals.sort(); // ascending; walk from the top
   let cum = 0;
-  for (const id of cand) {
-    kept.push(id);
-    cum += p[id];
+  let k = 0;
+  let cut = vals[vals.length - 1];
+  for (let j = vals.length - 1; j >= 0; j--) {
+    cum += vals[j];
+    k++;
+    cut = vals[j];
     if (cum >= topP) break;
   }
-  return kept.sort((a, b) => a - b);
+  const kept: number[] = [];
+  for (let i = 0; i < p.length; i++) if (p[i] > cut) kept.push(i);
+  for (let i = 0; i < p.length && kept.length < k; i++) if (p[i] === cut) kept.push(i);
+  return kept.sort((x, y) => x - y);
 }
 
-/** Inverse CDF over `ids` (ascending) with probabilities p[id], renormalised; u in [0, 1). */
-function inverseCdf(p: ArrayLike<number>, ids: ArrayLike<number>, u: number): number {
+/** Inverse CDF over `ids` (ascending; null = every id) with probabilities p[id], renormalised; u in [0, 1). */
+function inverseCdf(p: ArrayLike<number>, ids: ArrayLike<number> | null, u: number): number {
+  const n = ids ? ids.length : p.length;
+  const at = (j: number): number => (ids ? ids[j] : j);
   let total = 0;
-  for (let j = 0; j < ids.length; j++) total += p[ids[j]];
+  for (let j = 0; j < n; j++) total += p[at(j)];
   const target = u * total;
   let cum = 0;
-  for (let j = 0; j < ids.length; j++) {
-    cum += p[ids[j]];
-    if (cum > target) return ids[j];
+  for (let j = 0; j < n; j++) {
+    cum += p[at(j)];
+    if (cum > target) return at(j);
   }
-  for (let j = ids.length - 1; j >= 0; j--) if (p[ids[j]] > 0) return ids[j];
-  return ids[ids.length - 1];
+  for (let j = n - 1; j >= 0; j--) if (p[at(j)] > 0) return at(j);
+  return at(n - 1);
+}
+
+/** Throws on NaN / +Infinity logits, naming the first bad id. */
+function checkFinite(row: ArrayLike<number>): void {
+  for (let i = 0; i < row.length; i++) {
+    const x = row[i];
+    if (x !== x || x === Number.POSITIVE_INFINITY) {
+      throw new Error(`sampling: logits contain ${x} at id ${i}; check the model forward (NaN/Inf)`);
+    }
+  }
 }
 
 /** Picks one id for one row of logits (length V). Draws one uniform unless greedy. */
@@ -183,11 +234,7 @@ export function sampleRow(
 ): { id: number; logprob: number } {
   const o = resolveSampling(opts);
   const n = Math.min(row.length, o.allowedVocab);
-  for (let i = 0; i < row.length; i++) {
-    if (Number.isNaN(row[i]) || row[i] === Number.POSITIVE_INFINITY) {
-      throw new Error(`sampling: logits contain ${row[i]} at id ${i}; check the model forward (NaN/Inf)`);
-    }
-  }
+  checkFinite(row);
   const s = processedScores(row, n, o, history);
   if (s[argmax(s)] === Number.NEGATIVE_INFINITY) {
     throw new Error(`sampling: every allowed id (< ${n}) has logit -Infinity; nothing can be chosen`);
@@ -197,8 +244,7 @@ export function sampleRow(
     id = argmax(s);
   } else {
     const p = topKProbs(s, o.topK);
-    const ids = o.topP < 1 ? nucleus(p, o.topP) : Array.from({ length: n }, (_, i) => i);
-    id = inverseCdf(p, ids, rng.uniform());
+    id = inverseCdf(p, o.topP < 1 ? nucleus(p, o.topP) : null, rng.uniform());
   }
   const logprob = row[id] / o.temperature - logSumExp(row, o.temperature);
   return { id, logprob };

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   argmax,
+  kthLargest,
   nucleus,
   QWEN_REAL_VOCAB,
   StopChecker,
@@ -100,6 +101,14 @@ describe('top-p (nucleus)', () => {
 });
 
 describe('top-k', () => {
+  it('kthLargest selects the k-th largest value, duplicates included', () => {
+    expect(kthLargest([1, 3, 2, 2, 0], 1)).toBe(3);
+    expect(kthLargest([1, 3, 2, 2, 0], 2)).toBe(2);
+    expect(kthLargest([1, 3, 2, 2, 0], 3)).toBe(2);
+    expect(kthLargest([1, 3, 2, 2, 0], 5)).toBe(0);
+    expect(kthLargest([-Infinity, 4, -Infinity], 2)).toBe(-Infinity);
+  });
+
   it('keeps ids tied with the k-th score (HF semantics)', () => {
     const row = [1, 3, 2, 2, 0];
     expect([...draw(row, { topK: 2 }, 3000).keys()].sort()).toEqual([1, 2, 3]);
