@@ -160,10 +160,29 @@ function rowImages(row: Record<string, unknown>, root: string, where: string): s
   return (raw as string[]).map((p) => path.resolve(root, p));
 }
 
-/** Puts the row's images into image parts: fills parts without a path, or prepends parts to the first user turn. */
+/** Copy of `messages` with every image part replaced by `f(part, k)` (k counts image parts in order). */
+function mapImageParts(messages: ChatMessage[], f: (image: unknown, k: number) => string): ChatMessage[] {
+  let k = 0;
+  return messages.map((m) =>
+    typeof m.content === 'string'
+      ? m
+      : {
+          role: m.role,
+          content: m.content.map((p) =>
+            p.type === 'image' ? { type: 'image' as const, image: f(p.image, k++) } : p,
+          ),
+        },
+  );
+}
+
+/**
+ * Gives every image part a path: row-level `images` fill path-less parts in order (or, when the messages have no image
+ * parts, are prepended to the first user turn); inline paths are resolved against `root`.
+ */
 function attachImages(
   messages: ChatMessage[],
   images: string[],
+  root: string,
   where: string,
 ): { messages: ChatMessage[]; images: string[] } {
   const parts = messages.flatMap((m) =>
@@ -175,9 +194,11 @@ function attachImages(
     const m = messages[u];
     const text: ContentPart[] =
       typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : m.content;
-    const imgs: ContentPart[] = images.map((image) => ({ type: 'image', image }));
     const out = messages.slice();
-    out[u] = { role: m.role, content: [...imgs, ...text] };
+    out[u] = {
+      role: m.role,
+      content: [...images.map((image) => ({ type: 'image' as const, image })), ...text],
+    };
     return { messages: out, images };
   }
   const inline = parts.filter((p) => p.type === 'image' && p.image !== undefined).length;
@@ -186,23 +207,17 @@ function attachImages(
       `${where}: ${parts.length} image part(s) but ${images.length} image path(s): give one path per image part`,
     );
   }
-  let k = 0;
-  const filled = messages.map((m) =>
-    typeof m.content === 'string'
-      ? m
-      : {
-          role: m.role,
-          content: m.content.map((p) =>
-            p.type === 'image' && images.length ? { type: 'image' as const, image: images[k++] } : p,
-          ),
-        },
-  );
-  const all = filled.flatMap((m) =>
-    typeof m.content === 'string'
-      ? []
-      : m.content.flatMap((p) => (p.type === 'image' && p.image ? [String(p.image)] : [])),
-  );
-  return { messages: filled, images: all };
+  if (images.length === 0 && inline < parts.length) {
+    throw new Error(
+      `${where}: an image part has no path: set its 'image' or list the paths in the row's 'images'`,
+    );
+  }
+  const paths: string[] = [];
+  const filled = mapImageParts(messages, (image, k) => {
+    paths.push(images.length ? images[k] : path.resolve(root, String(image)));
+    return paths[k];
+  });
+  return { messages: filled, images: paths };
 }
 
 /**
@@ -222,7 +237,7 @@ export function rowToExample(row: JsonlRow, o: RowOptions, root: string): SftExa
     if (!r.messages.some((m) => m.role === 'assistant')) {
       throw new Error(`${where}: messages have no assistant turn, so there is nothing to train on`);
     }
-    return { ...attachImages(r.messages, images, where), where };
+    return { ...attachImages(r.messages, images, root, where), where };
   }
   const q = pickField(v, o.questionField, ['question', 'problem']);
   const answer = pickField(v, o.answerField, ['answer']);
@@ -238,7 +253,7 @@ export function rowToExample(row: JsonlRow, o: RowOptions, root: string): SftExa
     );
   }
   const messages = toMessages(o.promptTemplate, q, stripCalculator(sol), sol === answer ? undefined : answer);
-  return { ...attachImages(messages, images, where), where };
+  return { ...attachImages(messages, images, root, where), where };
 }
 
 /**
@@ -514,6 +529,31 @@ export class SftBatches {
     );
     return { batch, epoch, index, exampleIds: rows };
   }
+}
+
+/**
+ * Evaluation batches: every example once, in file order, no shuffling or grouping.
+ * @example for (const b of evalBatches(evalExamples, 8, padId, 'right')) loss += evalLoss(b);
+ */
+export function evalBatches(
+  examples: TokenizedExample[],
+  batchSize: number,
+  padId: number,
+  padSide: 'left' | 'right',
+): Batch[] {
+  if (!Number.isInteger(batchSize) || batchSize < 1)
+    throw new Error(`batchSize must be an integer >= 1, got ${batchSize}`);
+  const out: Batch[] = [];
+  for (let i = 0; i < examples.length; i += batchSize) {
+    out.push(
+      collate(
+        examples.slice(i, i + batchSize).map((e) => [e]),
+        padId,
+        padSide,
+      ),
+    );
+  }
+  return out;
 }
 
 /**

@@ -91,7 +91,7 @@ export const commonTrainFields = {
   recompute: z
     .boolean()
     .default(false)
-    .describe('Recompute activations in the backward pass (less memory, ~30% slower)'),
+    .describe('Recompute activations in the backward pass (less memory, more compute)'),
   saveEvery: z
     .number()
     .int()
@@ -196,7 +196,9 @@ export const SftConfig = z
       .int()
       .positive()
       .default(1024)
-      .describe('Longest sequence in tokens; longer rows are truncated'),
+      .describe(
+        'Longest sequence in tokens; longer rows are truncated (rows with images are dropped instead)',
+      ),
     packing: z
       .boolean()
       .default(false)

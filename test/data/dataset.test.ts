@@ -6,6 +6,7 @@ import type { ChatMessage } from '../../src/data/chat.js';
 import {
   collate,
   epochOrder,
+  evalBatches,
   loadSftExamples,
   packGreedy,
   planEpoch,
@@ -156,6 +157,22 @@ describe('adapters on the shared datasets', () => {
     expect(() => rowToExample(row({ messages: msgs, images: ['a.png'] }), OPTS, '/data')).toThrow(
       'm.jsonl:7: 2 image part(s) but 1 image path(s)',
     );
+    expect(() => rowToExample(row({ messages: msgs }), OPTS, '/data')).toThrow(
+      'm.jsonl:7: an image part has no path',
+    );
+    const inline = [
+      {
+        role: 'user',
+        content: [
+          { type: 'image', image: 'img/c.png' },
+          { type: 'text', text: 'what?' },
+        ],
+      },
+      { role: 'assistant', content: 'a cat' },
+    ];
+    const ex2 = rowToExample(row({ messages: inline }), OPTS, '/data');
+    expect(ex2.images).toEqual(['/data/img/c.png']);
+    expect((ex2.messages[0].content as any[])[0]).toEqual({ type: 'image', image: '/data/img/c.png' });
   });
 });
 
@@ -247,6 +264,17 @@ describe('order and batching', () => {
     const grouped = padding(true);
     console.log(`padding tokens: random ${random}, length-grouped ${grouped}`);
     expect(grouped).toBeLessThan(random / 5);
+  });
+
+  it('evalBatches covers every example once in file order', () => {
+    const ex = seqs([2, 3, 1, 4, 2]);
+    const b = evalBatches(ex, 2, 0, 'right');
+    expect(b.map((x) => x.inputIds.length)).toEqual([2, 2, 1]);
+    expect(b.flatMap((x) => x.inputIds.map((r) => r[0]))).toEqual([100, 200, 300, 400, 500]);
+    expect(b[1].inputIds).toEqual([
+      [300, 0, 0, 0],
+      [400, 401, 402, 403],
+    ]);
   });
 
   it('stepsForEpochs rounds up', () => {
