@@ -5,6 +5,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
+import { ensureGradients } from './gradients.js';
 import { checkWasmMaxBytes, DEFAULT_WASM_MAX_BYTES, installWasmHeapGuard } from './heap.js';
 import { NATIVE_PACKAGES, tryNativeBackend } from './native.js';
 import { activeWasmPatches, installWasmPatches } from './wasm.js';
@@ -135,6 +136,7 @@ async function init(o: InitBackendOptions): Promise<BackendInfo> {
       installWasmHeapGuard(tf.backend(), o.wasmMaxBytes);
     return current.info;
   }
+  await ensureGradients();
   const info = await choose(request, o);
   current = { request, info };
   (o.log ?? ((line: string) => console.error(line)))(formatBackendLine(info));
@@ -142,7 +144,8 @@ async function init(o: InitBackendOptions): Promise<BackendInfo> {
 }
 
 /**
- * Select and initialise the tfjs backend and our patches. Idempotent: a repeated call with the same
+ * Select and initialise the tfjs backend and our patches, and register tfjs-core's gradients (its node
+ * bundle has none; see gradients.ts). Idempotent: a repeated call with the same
  * request returns the same info without logging (a new `wasmMaxBytes` still applies); a different request
  * switches backend. Calls are serialised.
  * @example
@@ -173,6 +176,7 @@ export function ovrBackendFromEnv(env: Record<string, string | undefined>): Back
   );
 }
 
+export { ensureGradients, gradientsRegistered } from './gradients.js';
 export { DEFAULT_WASM_MAX_BYTES, WASM_HEAP_MAX, wasmHeapGuard } from './heap.js';
 export { activeWasmPatches, installWasmPatches, removeWasmPatches } from './wasm.js';
 export { checkWebgpuErrors, describeAdapter, GL_APT_PACKAGES, isSoftwareAdapter } from './webgpu.js';
