@@ -14,6 +14,31 @@ export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const
 export const TRAINABLE_PARTS = ['all', 'lm', 'vision', 'lm+merger'] as const;
 
 /**
+ * Whether parameter `name` (HF Qwen2.5-VL key: legacy `visual.*` / `model.*` / `lm_head.*`, or the transformers >= 4.52
+ * `model.visual.*` / `model.language_model.*`) is trained under `trainable`. The merger counts as vision except in
+ * 'lm+merger'.
+ * @example
+ * isTrainableParam('visual.blocks.0.attn.qkv.weight', 'lm');        // false
+ * isTrainableParam('visual.merger.mlp.0.weight', 'lm+merger');      // true
+ */
+export function isTrainableParam(name: string, trainable: (typeof TRAINABLE_PARTS)[number]): boolean {
+  const vision = name.startsWith('visual.') || name.startsWith('model.visual.');
+  const merger = vision && /(^|\.)visual\.merger\./.test(name);
+  switch (trainable) {
+    case 'all':
+      return true;
+    case 'lm':
+      return !vision;
+    case 'vision':
+      return vision;
+    case 'lm+merger':
+      return !vision || merger;
+    default:
+      throw new Error(`unknown trainable '${trainable}': use one of ${TRAINABLE_PARTS.join(', ')}`);
+  }
+}
+
+/**
  * Fields shared by every trainer (SFT and GRPO), as a plain zod shape object so other schemas can spread it.
  * @example
  * const GrpoConfig = z.object({ ...commonTrainFields, numGenerations: z.number().int().describe('G') }).strict();

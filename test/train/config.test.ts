@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { BACKEND_NAMES } from '../../src/backend/index.js';
 import {
+  BACKENDS,
   checkCommonTrainFields,
   commonTrainFields,
+  isTrainableParam,
   SftConfig,
   sftDataFields,
 } from '../../src/train/config.js';
@@ -39,8 +42,10 @@ describe('SftConfig', () => {
     expect(SftConfig.parse({ ...base, seed: 0 }).seed).toBe(0);
     for (const trainable of ['all', 'lm', 'vision', 'lm+merger'])
       expect(issues({ ...base, trainable })).toEqual([]);
-    for (const backend of ['cpu', 'wasm', 'webgpu', 'tensorflow'])
+    for (const backend of ['cpu', 'wasm', 'webgpu', 'tensorflow', 'auto'])
       expect(issues({ ...base, backend })).toEqual([]);
+    // the config accepts exactly the names initBackend understands
+    expect([...BACKENDS]).toEqual([...BACKEND_NAMES]);
   });
 
   it('is strict: a typo fails and is named, also inside data', () => {
@@ -109,5 +114,26 @@ describe('commonTrainFields reuse', () => {
     const r = Other.safeParse({ model: 'tiny', steps: 3, epochs: 1 });
     expect(r.success).toBe(false);
     expect(r.error?.issues[0].message).toMatch(/set steps \(3\) or epochs \(1\), not both/);
+  });
+});
+
+describe('isTrainableParam', () => {
+  const names = [
+    'visual.patch_embed.proj.weight',
+    'visual.blocks.0.attn.qkv.weight',
+    'visual.merger.mlp.0.weight',
+    'model.embed_tokens.weight',
+    'model.layers.0.self_attn.q_proj.bias',
+    'lm_head.weight',
+    'model.visual.merger.ln_q.weight',
+    'model.language_model.norm.weight',
+  ];
+  const pick = (t: Parameters<typeof isTrainableParam>[1]) => names.map((n) => isTrainableParam(n, t));
+  it('selects vision tower, merger and LM by HF name (legacy and new layouts)', () => {
+    expect(pick('all')).toEqual([true, true, true, true, true, true, true, true]);
+    expect(pick('lm')).toEqual([false, false, false, true, true, true, false, true]);
+    expect(pick('vision')).toEqual([true, true, true, false, false, false, true, false]);
+    expect(pick('lm+merger')).toEqual([false, false, true, true, true, true, true, true]);
+    expect(() => isTrainableParam('x', 'text' as never)).toThrow(/unknown trainable 'text'/);
   });
 });
