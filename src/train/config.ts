@@ -96,7 +96,7 @@ export const commonTrainFields = {
     .number()
     .min(0)
     .default(0.0)
-    .describe('AdamW decoupled weight decay (biases, norms and embeddings are exempt)'),
+    .describe('AdamW decoupled weight decay (biases, norm weights and the token embedding are exempt)'),
   betas: z
     .tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)])
     .default([0.9, 0.999])

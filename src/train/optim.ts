@@ -35,13 +35,14 @@ export interface AdamWOptions {
 }
 
 /**
- * Default no-decay rule: biases, norm weights and embeddings (HF Qwen2.5-VL names).
+ * Default no-decay rule: biases, norm weights and the token embedding (HF Qwen2.5-VL names; in the tied 3B model that
+ * is also the LM head). The vision patch embedding is a projection and is decayed.
  * @example
  * noDecayDefault('model.layers.0.input_layernorm.weight'); // true
  * noDecayDefault('model.layers.0.mlp.up_proj.weight');     // false
  */
 export function noDecayDefault(name: string): boolean {
-  return /\.bias$|norm|embed|\.ln_q\./i.test(name);
+  return /\.bias$|norm|embed_tokens|\.ln_q\./i.test(name);
 }
 
 /**
@@ -235,7 +236,8 @@ export function globalNorm(grads: TensorMap): tf.Scalar {
 /**
  * Scales gradients so their global norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_: coefficient
  * maxNorm / (norm + 1e-6), capped at 1). `maxNorm <= 0` disables scaling. Returns new tensors and the pre-clip norm;
- * the caller owns all of them and still owns (and disposes) the input grads.
+ * the caller owns all of them and still owns (and disposes) the input grads. A non-finite norm makes the clipped grads
+ * NaN: check it with {@link NonFiniteGuard} and skip the step.
  * @example
  * const { grads: clipped, norm } = clipByGlobalNorm(grads, 1.0);
  */

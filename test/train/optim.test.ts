@@ -156,6 +156,18 @@ describe('AdamW', () => {
     opt.dispose();
   });
 
+  it('export/import of the state does not leak tensors', async () => {
+    const w = tf.variable(tf.randomNormal([3, 2]));
+    const opt = new AdamW({ w });
+    const before = tf.memory().numTensors;
+    const st = await opt.exportState();
+    opt.importState(st);
+    opt.importState(st);
+    expect(tf.memory().numTensors).toBe(before);
+    opt.dispose();
+    w.dispose();
+  });
+
   it('does not leak tensors across steps', () => {
     const w = tf.variable(tf.randomNormal([4, 3]));
     const opt = new AdamW({ w }, { weightDecay: 0.1 });
@@ -178,6 +190,7 @@ describe('noDecayDefault', () => {
     expect(noDecayDefault('visual.merger.ln_q.weight')).toBe(true);
     expect(noDecayDefault('model.layers.0.mlp.down_proj.weight')).toBe(false);
     expect(noDecayDefault('visual.blocks.0.attn.qkv.weight')).toBe(false);
+    expect(noDecayDefault('visual.patch_embed.proj.weight')).toBe(false);
   });
 });
 
