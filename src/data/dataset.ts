@@ -330,7 +330,7 @@ export interface PlanOptions {
    * batch 1 x accum 4 see the same examples in the same order.
    */
   gradAccumSteps?: number;
-  /** Pack sequences into rows of at most this many tokens; omit for one sequence per row. */
+  /** Pack sequences into rows of at most this many tokens (lengthGrouping is then ignored); omit for one per row. */
   packTo?: number;
   /** Drop a final partial batch (default false). */
   dropLast?: boolean;
