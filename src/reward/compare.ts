@@ -46,7 +46,9 @@ function probePoints(vars: string[], integer: boolean): Record<string, number>[]
   const pts: Record<string, number>[] = [];
   for (let k = 0; k < PROBES; k++) {
     const p: Record<string, number> = {};
-    for (const v of vars) p[v] = integer ? 1 + Math.floor(next() * 7) : 0.35 + 2.6 * next();
+    // Points 0-4 are positive (no branch cuts for sqrt/log); 5-7 negative (to separate x from |x|).
+    for (const v of vars)
+      p[v] = integer ? 1 + Math.floor(next() * 7) : (k < 5 ? 1 : -1) * (0.35 + 2.6 * next());
     pts.push(p);
   }
   return pts;
@@ -76,14 +78,15 @@ function numbersEqual(a: Complex, b: Complex, o: CompareOptions): boolean {
 function probeEqual(a: CasExpr, b: CasExpr, vars: string[]): boolean {
   const integer = casHasIndexed(a) || casHasIndexed(b);
   let agree = 0;
-  for (const pt of probePoints(vars, integer)) {
+  for (const [k, pt] of probePoints(vars, integer).entries()) {
     const va = casEvalAt(a, pt);
     const vb = casEvalAt(b, pt);
     if (va === null || vb === null) continue;
     if (Math.max(Math.abs(va.re), Math.abs(va.im), Math.abs(vb.re), Math.abs(vb.im)) > MAX_MAG) continue;
     const realA = Math.abs(va.im) <= 1e-12 * Math.max(1, Math.abs(va.re));
     const realB = Math.abs(vb.im) <= 1e-12 * Math.max(1, Math.abs(vb.re));
-    if (realA !== realB) continue; // branch cut: one side real, the other complex — not evidence either way
+    // Branch cuts: where either side is complex, only the positive points count (√(1/n) = 1/√n for n > 0).
+    if (realA !== realB || (k >= 5 && !(realA && realB))) continue;
     if (!closeComplex(va, vb, 1e-8)) return false;
     agree++;
   }
@@ -93,24 +96,33 @@ function probeEqual(a: CasExpr, b: CasExpr, vars: string[]): boolean {
 /** Equality of two parsed scalar expressions. */
 export function casEqual(a: CasExpr, b: CasExpr, o: CompareOptions): boolean {
   if (casSame(a, b)) return true;
-  let va = casFreeSymbols(a);
+  const va = casFreeSymbols(a);
   const vb = casFreeSymbols(b);
-  if (va.join() !== vb.join()) {
-    if (o.strict || va.length !== vb.length) return false;
-    const map: Record<string, string> = {};
-    va.forEach((v, i) => {
-      map[v] = vb[i];
-    });
-    a = casRename(a, map);
-    va = vb;
-    if (casSame(a, b)) return true;
-  }
-  if (va.length === 0) {
+  if (va.length === 0 && vb.length === 0) {
     const na = casNumeric(a);
     const nb = casNumeric(b);
     return na !== null && nb !== null && numbersEqual(na, nb, o);
   }
-  return probeEqual(a, b, va);
+  if (!o.strict && va.length === vb.length && va.join() !== vb.join()) {
+    const map: Record<string, string> = {};
+    va.forEach((v, i) => {
+      map[v] = vb[i];
+    });
+    const renamed = casRename(a, map);
+    if (casSame(renamed, b) || probeEqual(renamed, b, vb)) return true;
+  }
+  // Probe over the union of symbols: x - x + 1 equals 1, and x never equals y (different random values).
+  return probeEqual(a, b, [...new Set([...va, ...vb])].sort());
+}
+
+/** Canonical text of a plain decimal literal (`-0012.50` → `-12.5`), or null if it is not one. */
+export function decimalKey(latex: string): string | null {
+  const m = /^(-?)(\d*)(?:\.(\d*))?$/.exec(latex.replace(/\s+/g, ''));
+  if (!m || (m[2] === '' && (m[3] ?? '') === '')) return null;
+  const int = m[2].replace(/^0+(?=\d)/, '') || '0';
+  const frac = (m[3] ?? '').replace(/0+$/, '');
+  const body = frac ? `${int}.${frac}` : int;
+  return body === '0' ? '0' : `${m[1]}${body}`;
 }
 
 function scalarEqual(
@@ -119,6 +131,11 @@ function scalarEqual(
   o: CompareOptions,
 ): boolean {
   if (g.latex.replace(/\s+/g, '') === p.latex.replace(/\s+/g, '')) return true;
+  // Two plain decimal literals compare exactly (digit by digit): 11111111100 ≠ 11111111101 under any tolerance.
+  const dg = decimalKey(g.latex);
+  const dp = decimalKey(p.latex);
+  if (dg !== null && dp !== null && o.floatRounding === undefined && !g.percent && !p.percent)
+    return dg === dp;
   const a = casParse(g.latex);
   const b = casParse(p.latex);
   if (a === null || b === null) return false;

@@ -109,11 +109,14 @@ export function answerPhrase(text: string): string | null {
   for (let m = PHRASE.exec(tail); m !== null; m = PHRASE.exec(tail)) last = m;
   if (last === null) return null;
   let rest = tail.slice(last.index + last[0].length, last.index + last[0].length + 600);
-  rest = rest.split(/\n|I hope|<\|im_|(?<!\d)\.(?=\s|$)|\.\s+(?=[A-Z])/)[0];
+  rest = rest.split(/\n|I hope|<\|im_|\.(?=\s|$)/)[0];
   // "The largest $n$ is 34." → "34": keep what follows the last " is ".
   const is = rest.lastIndexOf(' is ');
   if (is >= 0) rest = rest.slice(is + 4);
   rest = rest.replace(/\*\*/g, '').trim();
+  // One delimited block is the answer itself: `$(0, 1)$` → `(0, 1)`.
+  const block = /^(?:\$\$?([^$]*)\$\$?|\\\(([\s\S]*)\\\)|\\\[([\s\S]*)\\\])$/.exec(rest);
+  if (block) rest = (block[1] ?? block[2] ?? block[3]).trim();
   return /[a-zA-Z0-9]/.test(rest) ? rest : null;
 }
 
