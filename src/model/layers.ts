@@ -22,9 +22,14 @@ export function param(params: Params, key: string): tf.Tensor {
  * @example linear(params, 'model.layers.0.self_attn.q_proj', x2d, true) // [N, Dout]
  */
 export function linear(params: Params, prefix: string, x: tf.Tensor, bias: boolean): tf.Tensor2D {
-  return tf.tidy(() => {
-    const y = tf.matMul(x as tf.Tensor2D, param(params, `${prefix}.weight`) as tf.Tensor2D, false, true);
-    return bias ? tf.add(y, param(params, `${prefix}.bias`)) : y;
+  return tf.tidy((): tf.Tensor2D => {
+    const y: tf.Tensor2D = tf.matMul(
+      x as tf.Tensor2D,
+      param(params, `${prefix}.weight`) as tf.Tensor2D,
+      false,
+      true,
+    );
+    return bias ? (tf.add(y, param(params, `${prefix}.bias`)) as tf.Tensor2D) : y;
   });
 }
 
@@ -73,7 +78,8 @@ export function gatherRows(x: tf.Tensor, idx: number[] | Int32Array): tf.Tensor2
       throw new Error(`gatherRows: index ${i} out of range [0, ${rows}); check token ids against vocab_size`);
     }
   }
-  const op = tf.customGrad((input: tf.Tensor, save: tf.GradSaveFunc) => {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [input, save] = args as [tf.Tensor, tf.GradSaveFunc];
     const index = tf.tensor1d(Int32Array.from(idx), 'int32');
     save([index]);
     return {

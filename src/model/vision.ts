@@ -88,7 +88,9 @@ export function expandPermutation(perm: number[], unit: number): Int32Array {
 /** Host rows of a `[n, width]` array reordered by `perm`. */
 function permuteHostRows(x: Float32Array, width: number, perm: Int32Array): Float32Array {
   const out = new Float32Array(perm.length * width);
-  perm.forEach((p, r) => out.set(x.subarray(p * width, (p + 1) * width), r * width));
+  perm.forEach((p, r) => {
+    out.set(x.subarray(p * width, (p + 1) * width), r * width);
+  });
   return out;
 }
 

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { type HostTensor, readSafetensors } from '../../src/io/safetensors.js';
 import { parseConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import type { Params } from '../../src/model/layers.js';
@@ -82,10 +83,44 @@ export function get(file: Map<string, HostTensor>, key: string): HostTensor {
 export function realRows(x: ArrayLike<number>, mask: number[][], width: number): Float32Array {
   const out: number[] = [];
   const T = mask[0].length;
-  mask.forEach((m, b) =>
+  mask.forEach((m, b) => {
     m.forEach((v, t) => {
       if (v === 1) for (let j = 0; j < width; j++) out.push(x[(b * T + t) * width + j]);
-    }),
-  );
+    });
+  });
   return Float32Array.from(out);
+}
+
+/**
+ * Host-side (float64) statistics of logits `[B*T, V]`: values at `cols`, logsumexp, argmax, top-1 − top-2 margin and
+ * the log-prob of the next input id. Independent of the code under test (plain JS loops).
+ */
+export function logitStats(x: ArrayLike<number>, V: number, cols: number[], ids: number[][]) {
+  const rows = x.length / V;
+  const T = ids[0].length;
+  const columns = new Float32Array(rows * cols.length);
+  const lse = new Float64Array(rows);
+  const argmax = new Int32Array(rows);
+  const margin = new Float64Array(rows);
+  const nextLogprob = new Float64Array(ids.length * (T - 1));
+  for (let r = 0; r < rows; r++) {
+    const o = r * V;
+    let [a, b, ia] = [-Infinity, -Infinity, 0];
+    for (let j = 0; j < V; j++) {
+      const v = x[o + j];
+      if (v > a) [b, a, ia] = [a, v, j];
+      else if (v > b) b = v;
+    }
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += Math.exp(x[o + j] - a);
+    lse[r] = a + Math.log(sum);
+    argmax[r] = ia;
+    margin[r] = a - b;
+    cols.forEach((col, k) => {
+      columns[r * cols.length + k] = x[o + col];
+    });
+    const [bi, t] = [Math.floor(r / T), r % T];
+    if (t < T - 1) nextLogprob[bi * (T - 1) + t] = x[o + ids[bi][t + 1]] - lse[r];
+  }
+  return { columns, lse, argmax, margin, nextLogprob };
 }
