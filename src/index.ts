@@ -63,3 +63,14 @@ export * from './util/progress.js';
 export * from './reward/index.js';
 // tfjs backend selection and our kernel patches (issue 3).
 export * from './backend/index.js';
+// Qwen2.5-VL forward (issue 4): layers, rope, attention, vision tower, text model, KV cache, loss, model class.
+// `Params` (any-tensor param record) is exported as ModelParams: io/checkpoint owns the Variable-valued `Params`.
+export type { Params as ModelParams } from './model/layers.js';
+export { gatherRows, geluErf, linear, param, rmsNorm, silu, swiglu } from './model/layers.js';
+export * from './model/rope.js';
+export * from './model/attention.js';
+export * from './model/vision.js';
+export * from './model/text.js';
+export * from './model/kv_cache.js';
+export * from './model/loss.js';
+export * from './model/qwen2_5_vl.js';
