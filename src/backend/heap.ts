@@ -114,7 +114,10 @@ export function installWasmHeapGuard(backend: object, limit = DEFAULT_WASM_MAX_B
   return g;
 }
 
-/** The guard of a backend instance, or null when none is installed. */
+/**
+ * The guard of a backend instance, or null when none is installed.
+ * @example wasmHeapGuard(tf.backend())?.live // bytes held by wasm tensors
+ */
 export function wasmHeapGuard(backend: object): WasmHeapGuard | null {
   return guards.get(backend) ?? null;
 }

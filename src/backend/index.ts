@@ -1,7 +1,7 @@
 // initBackend: choose and initialise the tfjs backend, install our kernel patches. This is the only
 // global state of the library. Order for 'auto' (docs/backends.md): tfjs-node-gpu, tfjs-node, webgpu on a
-// real GPU, wasm (XNNPACK + patches), cpu. Library code never reads the environment; the CLI passes
-// ovrBackendFromEnv(process.env) in.
+// real GPU, wasm (XNNPACK + patches), cpu. Library code never reads the environment (the CLI passes
+// ovrBackendFromEnv(process.env) in); the only write is EGL_PLATFORM=surfaceless for Dawn's GL path.
 import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
@@ -118,7 +118,10 @@ async function choose(request: BackendRequest, o: InitBackendOptions): Promise<B
   );
 }
 
-/** One log line: what was chosen, why, and why the others were skipped. */
+/**
+ * One log line: what was chosen, why, and why the others were skipped.
+ * @example formatBackendLine({ name: 'cpu', reason: 'forced', skipped: [], patches: [] }) // 'ovr backend: cpu (forced)'
+ */
 export function formatBackendLine(info: BackendInfo): string {
   const skips = info.skipped.map((s) => `${s.name}: ${s.why}`).join('; ');
   const patches = info.patches.length ? `; patches ${info.patches.join(', ')}` : '';
@@ -158,7 +161,10 @@ export function initBackend(options: InitBackendOptions = {}): Promise<BackendIn
   return run;
 }
 
-/** The active backend info, or null before initBackend. */
+/**
+ * The active backend info, or null before initBackend (or after tf.setBackend elsewhere).
+ * @example currentBackend()?.name // 'wasm'
+ */
 export function currentBackend(): BackendInfo | null {
   return current && tf.getBackend() === current.info.name ? current.info : null;
 }

@@ -185,7 +185,10 @@ export function installWasmPatches(): string[] {
   return done;
 }
 
-/** Restore the stock wasm kernels (benchmarks compare both). Returns the ids removed. */
+/**
+ * Restore the stock wasm kernels (benchmarks compare both). Returns the ids removed.
+ * @example removeWasmPatches(); runStock(); installWasmPatches();
+ */
 export function removeWasmPatches(): string[] {
   return WASM_PATCHES.filter((p) => removePatch(p)).map((p) => p.id);
 }

@@ -34,7 +34,10 @@ export function describeAdapter(info: GPUAdapterInfo): string {
   return info.description ? `${name} (${info.description})` : name;
 }
 
-/** True for CPU rasterisers (llvmpipe, lavapipe, SwiftShader) and Dawn's null backend. */
+/**
+ * True for CPU rasterisers (llvmpipe, lavapipe, SwiftShader) and Dawn's null backend.
+ * @example isSoftwareAdapter(adapter.info) // true on Mesa llvmpipe
+ */
 export function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
   const fallback = (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true;
   return fallback || SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
