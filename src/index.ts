@@ -74,3 +74,4 @@ export * from './model/text.js';
 export * from './model/kv_cache.js';
 export * from './model/loss.js';
 export * from './model/qwen2_5_vl.js';
+export * from './model/generate.js';
