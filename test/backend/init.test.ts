@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import {
+  checkWebgpuErrors,
   DEFAULT_WASM_MAX_BYTES,
   initBackend,
   ovrBackendFromEnv,
@@ -14,7 +15,9 @@ import { findWebgpuAdapter, WEBGPU_PATCHES } from '../../src/backend/webgpu.js';
 
 const silent = { log: () => {} };
 const realGpu = await findWebgpuAdapter(false);
-const webgpuWanted = process.env.OVR_TEST_WEBGPU !== '0';
+// Same rule as ops.test.ts: OVR_TEST_WEBGPU=1 must work, =0 skips, unset runs when Dawn finds any adapter.
+const flag = process.env.OVR_TEST_WEBGPU;
+const webgpuWanted = flag === '1' || (flag !== '0' && typeof (await findWebgpuAdapter(true)) !== 'string');
 
 describe('ovrBackendFromEnv', () => {
   it('maps unset/empty to auto, normalises case and blanks, rejects unknown names', () => {
@@ -147,6 +150,9 @@ describe.skipIf(!webgpuWanted)('webgpu patches', () => {
     await expect(x.data()).rejects.toThrow(/WebGPU error reported by Dawn.*Buffer usages must not be 0/);
     expect(Array.from(await x.data())).toEqual([2, 2, 2]);
     x.dispose();
+    await checkWebgpuErrors(); // nothing pending
+    device.createBuffer({ size: 4, usage: 0 });
+    await expect(checkWebgpuErrors()).rejects.toThrow(/Buffer usages must not be 0/);
   });
 
   it('without the AddN patch, 40 inputs break the pipeline and the error is thrown instead of returning zeros', async () => {
