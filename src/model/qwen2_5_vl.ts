@@ -17,7 +17,7 @@
 //   }
 //   out.logits.dispose(); cache.dispose(); model.dispose();
 import * as tf from '@tensorflow/tfjs-core';
-import { initWeights, type LoadOptions, loadWeights } from '../io/checkpoint.js';
+import { initWeights, type LoadWeightsOptions, loadWeights } from '../io/checkpoint.js';
 import { causalMask } from './attention.js';
 import { loadConfig, type Qwen2_5_VLConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
@@ -138,7 +138,7 @@ export class Qwen2_5_VL {
   ) {}
 
   /** Loads `<dir>/config.json` and the safetensors weights (single file or sharded; legacy or new names). */
-  static async load(dir: string, opts?: LoadOptions): Promise<Qwen2_5_VL> {
+  static async load(dir: string, opts?: LoadWeightsOptions): Promise<Qwen2_5_VL> {
     const cfg = await loadConfig(dir);
     return new Qwen2_5_VL(cfg, await loadWeights(dir, cfg, opts));
   }

@@ -160,10 +160,26 @@ export function recomputedLayer(
     save(inputs);
     return {
       value: run(inputs),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.grads((...xs: tf.Tensor[]) => run(xs))(saved, dy),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        nestedGrads((...xs: tf.Tensor[]) => run(xs), saved, dy),
     };
   });
   return op(x, rope.cos, rope.sin, mask, ...names.map((n) => params[n])) as tf.Tensor3D;
+}
+
+/**
+ * `tf.grads` called from inside a backward pass. NOTE: tfjs keeps one global tape; a nested `tf.grads` during
+ * backprop would replace the outer tape and then null it. We park the outer tape, let the inner call use and free
+ * its own (so the recomputed activations die right after this layer's backward), then restore the outer one.
+ */
+function nestedGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  const state = tf.engine().state;
+  const outerTape = state.activeTape;
+  try {
+    return tf.grads(f)(xs, dy);
+  } finally {
+    state.activeTape = outerTape;
+  }
 }
 
 export interface TextForwardOptions {
