@@ -1,0 +1,276 @@
+// Supervised fine-tuning (the linguistic cold start): JSONL chat rows -> tokens with assistant-only labels ->
+// length-grouped (or packed) padded batches -> masked causal-LM loss -> accumulated, clipped AdamW steps on a
+// warmup+cosine schedule, with eval loss, atomic checkpoints and exact resume. The step machinery is trainer.ts;
+// this file is the loop (nanoGPT train.py: lr -> eval -> accumulate -> clip -> step -> log -> save).
+// Follows mlx-lm tuner/trainer.py `train()` and TRL SFTTrainer (assistant-only loss, num_items_in_batch normaliser).
+//
+// Loss normaliser: every micro-batch of a step divides its summed NLL by the label tokens of the WHOLE step
+// (HF num_items_in_batch), so batch 4 x accum 1 and batch 1 x accum 4 make the same update.
+// Packing: rows hold several sequences; the model sees one causal row (no block-diagonal mask, positions do not
+// restart: ModelInputs has no position ids), and the first label of each later sequence is masked (dataset.ts).
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import type { ChatMessage } from '../data/chat.js';
+import {
+  type Batch,
+  collate,
+  loadSftExamples,
+  SftBatches,
+  stepsForEpochs,
+  type TokenizedExample,
+  type TokenizeFn,
+  tokenizeExamples,
+} from '../data/dataset.js';
+import { concatImages, processImage } from '../data/image.js';
+import { processor } from '../data/processor.js';
+import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
+import { parseConfig } from '../model/config.js';
+import { QWEN_PAD_ID } from '../model/generate.js';
+import { type ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { JsonlLogger } from '../util/log.js';
+import { ProgressBar, type ProgressStream } from '../util/progress.js';
+import type { SftConfig } from './config.js';
+import { resolveResume, writeRunConfig } from './state.js';
+import { ensureGradients, Trainer } from './trainer.js';
+
+/** models/tiny/config.json of this package (resolves from src/train and dist/train alike). */
+export const TINY_CONFIG = fileURLToPath(new URL('../../models/tiny/config.json', import.meta.url));
+
+/** Injected dependencies; everything defaults to the real thing. */
+export interface SftDeps {
+  /** Use this model instead of loading `config.model` (the caller keeps ownership). */
+  model?: Qwen2_5_VL;
+  /** Tokenizer for the chat template (default: the bundled Qwen2.5 tokenizer). */
+  tokenizer?: QwenTokenizer;
+  /** Replace tokenization entirely (e.g. a small-vocabulary test tokenizer); needs `padId`. */
+  tokenize?: TokenizeFn;
+  padId?: number;
+  /** Step log (default: `outDir/log.jsonl`); null disables it. */
+  logger?: JsonlLogger | null;
+  /** Progress bar stream (default: process.stderr); null disables the bar. */
+  progress?: ProgressStream | null;
+  /** Info lines (dataset sizes, checkpoints); default console.error. */
+  info?: (line: string) => void;
+}
+
+/** What a run returns. */
+export interface SftResult {
+  /** Optimizer steps done by the end of the run (including resumed ones). */
+  steps: number;
+  /** Loss of every step run in this call, in order. */
+  losses: number[];
+  evalLosses: { step: number; loss: number }[];
+  /** Directory of the final checkpoint. */
+  checkpoint: string;
+  /** Steps skipped for a non-finite gradient (whole run). */
+  nonFiniteSteps: number;
+}
+
+/**
+ * Loads or creates the model named by `spec`: 'tiny' (models/tiny, random init), a config.json path (random init), or
+ * a directory with config.json + safetensors.
+ * @example const model = await loadModelSpec('tiny', cfg.seed);
+ */
+export async function loadModelSpec(spec: string, seed: number): Promise<Qwen2_5_VL> {
+  const file = spec === 'tiny' ? TINY_CONFIG : spec;
+  if (file.endsWith('.json')) {
+    const json = await readFile(file, 'utf8').catch((e: Error) => {
+      throw new Error(`model '${spec}': cannot read ${file} (${e.message})`);
+    });
+    return Qwen2_5_VL.init(parseConfig(JSON.parse(json), file), seed ?? 0);
+  }
+  const isDir = await stat(spec).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) throw new Error(`model '${spec}' is not 'tiny', a config.json path or a model directory`);
+  return Qwen2_5_VL.load(spec);
+}
+
+/**
+ * TokenizeFn using the processor: chat template, image pad expansion, labels on assistant replies only.
+ * @example const t = await processorTokenize(tok)([{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }]);
+ */
+export function processorTokenize(tokenizer: QwenTokenizer): TokenizeFn {
+  return async (messages: ChatMessage[]) => {
+    const out = await processor([messages], { tokenizer, labels: true, padding: 'right' });
+    return { inputIds: out.inputIds[0], labels: out.labels?.[0] ?? [] };
+  };
+}
+
+/** Model inputs of a collated batch; the pixel tensor (when images) is the caller's to dispose. */
+export async function batchInputs(batch: Batch): Promise<ModelInputs> {
+  const inputs: ModelInputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+  const paths = batch.images.flat();
+  if (paths.length === 0) return inputs;
+  const { pixelValues, imageGridThw } = concatImages(await Promise.all(paths.map((p) => processImage(p))));
+  inputs.pixelValues = tf.tensor2d(pixelValues, [pixelValues.length / 1176, 1176]);
+  inputs.imageGridThw = imageGridThw;
+  return inputs;
+}
+
+/** Tokenized examples of a JSONL file, with an info line on truncation/drops. */
+async function loadTokenized(
+  file: string,
+  c: SftConfig,
+  tokenize: TokenizeFn,
+  info: (l: string) => void,
+): Promise<TokenizedExample[]> {
+  const raw = await loadSftExamples(file, c.data);
+  const { examples, truncated, dropped } = await tokenizeExamples(raw, tokenize, c.maxSeqLen);
+  info(
+    `sft: ${file}: ${examples.length} examples (${truncated} truncated to ${c.maxSeqLen}, ${dropped} dropped)`,
+  );
+  if (examples.length === 0)
+    throw new Error(`${file}: no usable example left; raise maxSeqLen or check the rows`);
+  return examples;
+}
+
+/**
+ * Token-weighted mean NLL over the eval examples (fixed order, batches of `batchSize`), no gradients.
+ * @example const loss = await evalLoss(model, evalExamples, 4, padId, 'right');
+ */
+export async function evalLoss(
+  model: Qwen2_5_VL,
+  examples: TokenizedExample[],
+  batchSize: number,
+  padId: number,
+  padSide: 'left' | 'right',
+): Promise<number> {
+  let nll = 0;
+  let count = 0;
+  for (let i = 0; i < examples.length; i += batchSize) {
+    const batch = collate(
+      examples.slice(i, i + batchSize).map((e) => [e]),
+      padId,
+      padSide,
+    );
+    const inputs = await batchInputs(batch);
+    const sum = tf.tidy(() => model.loss(inputs, batch.labels, { numItemsInBatch: 1 }));
+    nll += (await sum.data())[0];
+    tf.dispose([sum, inputs.pixelValues ?? []]);
+    count += lossTokens(batch.labels);
+  }
+  return nll / Math.max(count, 1);
+}
+
+/**
+ * Label tokens that enter the shifted loss (every non-ignored label after position 0): the HF num_items_in_batch.
+ * @example lossTokens([[-100, 5, 6], [7, -100, 8]]) // 3
+ */
+export function lossTokens(labels: number[][]): number {
+  let n = 0;
+  for (const row of labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
+  return n;
+}
+
+/** One optimizer step's micro-batches: closures for the trainer and the tensors to free afterwards. */
+async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
+  const micro: { batch: Batch; inputs: ModelInputs }[] = [];
+  for (let k = 0; k < c.gradAccumSteps; k++) {
+    const { batch } = data.next();
+    micro.push({ batch, inputs: await batchInputs(batch) });
+  }
+  const numItemsInBatch = micro.reduce((s, m) => s + lossTokens(m.batch.labels), 0);
+  const tokens = micro.reduce((s, m) => s + m.batch.attentionMask.flat().reduce((a, b) => a + b, 0), 0);
+  const closures = micro.map(
+    ({ batch, inputs }) =>
+      () =>
+        model.loss(inputs, batch.labels, { numItemsInBatch, recompute: c.recompute }),
+  );
+  const dispose = () =>
+    tf.dispose(micro.flatMap((m) => (m.inputs.pixelValues ? [m.inputs.pixelValues] : [])));
+  return { closures, tokens, dispose };
+}
+
+/**
+ * Runs SFT as configured; see the file header. Writes `outDir/training_config.json`, `outDir/log.jsonl` and
+ * `outDir/checkpoint-<step>/` (every `saveEvery` steps and at the end).
+ * @example
+ * const cfg = SftConfig.parse({ model: 'tiny', outDir: 'runs/sft', steps: 20, data: { train: 'train.jsonl' } });
+ * const { losses, checkpoint } = await trainSft(cfg);
+ */
+export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
+  const info = deps.info ?? ((l: string) => console.error(l));
+  await ensureGradients();
+  await writeRunConfig(c.outDir, c);
+  const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
+  const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);
+  const padId = deps.padId ?? tok?.special.pad ?? QWEN_PAD_ID;
+  const train = await loadTokenized(c.data.train, c, tokenize, info);
+  const evalSet = c.evalEvery > 0 && c.data.eval ? await loadTokenized(c.data.eval, c, tokenize, info) : [];
+  const data = new SftBatches(train, {
+    batchSize: c.batchSize,
+    gradAccumSteps: c.gradAccumSteps,
+    seed: c.seed,
+    lengthGrouping: c.lengthGrouping,
+    padId,
+    padSide: c.padSide,
+    packTo: c.packing ? c.maxSeqLen : undefined,
+  });
+  const totalSteps = c.steps ?? stepsForEpochs(c.epochs ?? 1, data.batchesInEpoch(0), c.gradAccumSteps);
+  const model = deps.model ?? (await loadModelSpec(c.model, c.seed));
+  const logger = deps.logger === undefined ? new JsonlLogger(path.join(c.outDir, 'log.jsonl')) : deps.logger;
+  const bar =
+    deps.progress === null ? undefined : new ProgressBar(totalSteps, deps.progress ?? process.stderr);
+  const trainer = new Trainer({ model, config: c, totalSteps, logger: logger ?? undefined, progress: bar });
+  try {
+    await resume();
+    return await runLoop({ c, model, data, trainer, evalSet, padId, totalSteps, info });
+  } finally {
+    bar?.done();
+    if (deps.logger === undefined) logger?.close();
+    trainer.dispose();
+    if (!deps.model) model.dispose();
+  }
+
+  async function resume(): Promise<boolean> {
+    const dir = await resolveResume(c.resume, c.outDir);
+    if (!dir) return false;
+    const state = await trainer.resume(dir);
+    data.seek(state.dataPosition);
+    info(`sft: resumed from ${dir} at step ${state.step}`);
+    return true;
+  }
+}
+
+interface LoopArgs {
+  c: SftConfig;
+  model: Qwen2_5_VL;
+  data: SftBatches;
+  trainer: Trainer;
+  evalSet: TokenizedExample[];
+  padId: number;
+  totalSteps: number;
+  info: (l: string) => void;
+}
+
+/** The training loop: step -> eval -> save, until totalSteps; then the final checkpoint. */
+async function runLoop(a: LoopArgs): Promise<SftResult> {
+  const { c, model, data, trainer } = a;
+  const losses: number[] = [];
+  const evalLosses: { step: number; loss: number }[] = [];
+  let checkpoint = '';
+  while (trainer.step < a.totalSteps) {
+    const { closures, tokens, dispose } = await stepClosures(model, data, c);
+    try {
+      losses.push((await trainer.trainStep(closures, { tokens })).loss);
+    } finally {
+      dispose();
+    }
+    const s = trainer.step;
+    if (c.evalEvery > 0 && s % c.evalEvery === 0 && a.evalSet.length > 0) {
+      const loss = await evalLoss(model, a.evalSet, c.batchSize, a.padId, c.padSide);
+      evalLosses.push({ step: s, loss });
+      trainer.log({ evalLoss: loss });
+    }
+    if ((c.saveEvery > 0 && s % c.saveEvery === 0) || s === a.totalSteps) {
+      checkpoint = await trainer.save(data.position);
+      a.info(`sft: saved ${checkpoint}`);
+    }
+  }
+  if (!checkpoint) checkpoint = await trainer.save(data.position);
+  return { steps: trainer.step, losses, evalLosses, checkpoint, nonFiniteSteps: trainer.guard.total };
+}
