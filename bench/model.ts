@@ -1,0 +1,391 @@
+// One benchmark process: one backend × one config. Measures an SFT step (forward + loss + backward + global-norm
+// clip + AdamW), forward-only logits, greedy generation with the KV cache (batch 1 and 8), the vision tower on one
+// image, a 2-D matMul peak and memory; optionally the per-kernel profile of one SFT step. Prints one JSON line.
+// bench/run.ts starts one of these per backend so that each gets a clean heap and its own peak RSS.
+//
+// Usage: npx tsx bench/model.ts --backend wasm --config bench/configs/small.json --name small [--profile]
+//   --repeats 3 --warmup 1 --batch 2 --seq 256 --gen-prompt 32 --gen-new 32 --image 112 --skip sft,generate
+// Timing: warm-up runs excluded, median of the repeats; on webgpu each timed call ends with a read, so the
+// queue has drained. Shape legend: B batch, T tokens, V vocab, N patches, P = 3·Tp·ps² patch width.
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { type BackendName, checkWebgpuErrors, initBackend } from '../src/backend/index.js';
+import { parseConfig } from '../src/model/config.js';
+import { generate } from '../src/model/generate.js';
+import { Qwen2_5_VL } from '../src/model/qwen2_5_vl.js';
+import { visionForward } from '../src/model/vision.js';
+import { AdamW, clipByGlobalNorm, type TensorMap } from '../src/train/optim.js';
+import { Rng } from '../src/util/rng.js';
+import { forwardFlops, trainStepFlops } from './flops.js';
+import { aggregateKernels, type KernelRow } from './profile.js';
+
+export interface ModelBenchArgs {
+  backend: BackendName;
+  configPath: string;
+  name: string;
+  batch: number;
+  seq: number;
+  warmup: number;
+  repeats: number;
+  genPrompt: number;
+  genNew: number;
+  genBatches: number[];
+  image: number;
+  skip: string[];
+  profile: boolean;
+  seed: number;
+}
+
+const DEFAULTS: Omit<ModelBenchArgs, 'backend' | 'configPath'> = {
+  name: 'small',
+  batch: 2,
+  seq: 256,
+  warmup: 1,
+  repeats: 3,
+  genPrompt: 32,
+  genNew: 32,
+  genBatches: [1, 8],
+  image: 112,
+  skip: [],
+  profile: false,
+  seed: 0,
+};
+
+/** Parses `--key value` flags (and bare `--profile`); unknown flags throw, naming the flag. */
+export function parseArgs(argv: string[]): ModelBenchArgs {
+  const raw = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (!k.startsWith('--'))
+      throw new Error(`bench/model: unexpected argument '${k}'; flags look like --repeats 3`);
+    if (k === '--profile') raw.set('profile', 'true');
+    else raw.set(k.slice(2), argv[++i] ?? '');
+  }
+  const num = (k: string, d: number): number => {
+    const v = raw.get(k);
+    raw.delete(k);
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0)
+      throw new Error(`bench/model: --${k} must be an integer >= 0, got '${v}'`);
+    return n;
+  };
+  const str = (k: string, d: string): string => {
+    const v = raw.get(k);
+    raw.delete(k);
+    return v ?? d;
+  };
+  const out: ModelBenchArgs = {
+    backend: str('backend', 'wasm') as BackendName,
+    configPath: str('config', 'bench/configs/small.json'),
+    name: str('name', DEFAULTS.name),
+    batch: num('batch', DEFAULTS.batch),
+    seq: num('seq', DEFAULTS.seq),
+    warmup: num('warmup', DEFAULTS.warmup),
+    repeats: Math.max(1, num('repeats', DEFAULTS.repeats)),
+    genPrompt: num('gen-prompt', DEFAULTS.genPrompt),
+    genNew: num('gen-new', DEFAULTS.genNew),
+    genBatches: str('gen-batches', '1,8').split(',').map(Number),
+    image: num('image', DEFAULTS.image),
+    skip: str('skip', '').split(',').filter(Boolean),
+    profile: str('profile', 'false') === 'true',
+    seed: num('seed', DEFAULTS.seed),
+  };
+  if (raw.size > 0)
+    throw new Error(`bench/model: unknown flag(s) ${[...raw.keys()].map((k) => `--${k}`).join(', ')}`);
+  return out;
+}
+
+/** Median of a non-empty list. @example median([3, 1, 2]) // 2 */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Runs `fn` warmup + repeats times; returns the median and all timed ms. */
+async function timeIt(
+  fn: () => Promise<void>,
+  warmup: number,
+  repeats: number,
+): Promise<{ ms: number; allMs: number[] }> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const allMs: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t = performance.now();
+    await fn();
+    allMs.push(performance.now() - t);
+  }
+  return { ms: median(allMs), allMs };
+}
+
+/** Waits until `t` is computed: a 1-element read on webgpu (async queue); cpu/wasm kernels are synchronous. */
+async function settle(t: tf.Tensor): Promise<void> {
+  if (tf.getBackend() !== 'webgpu') return;
+  const one = tf.tidy(() => tf.slice(tf.reshape(t, [-1]), 0, 1));
+  await one.data();
+  one.dispose();
+}
+
+/** Peak resident set (VmHWM) of this process in bytes, from /proc/self/status (0 when unavailable). */
+function peakRss(): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Random token rows `[B][T]` from a seeded stream. */
+function randomIds(rng: Rng, B: number, T: number, V: number): number[][] {
+  return Array.from({ length: B }, () => Array.from({ length: T }, () => rng.int(V)));
+}
+
+/** SFT labels: the first quarter of each row is the prompt (-100), the rest are targets. */
+function sftLabels(ids: number[][]): number[][] {
+  return ids.map((r) => r.map((id, t) => (t < r.length / 4 ? -100 : id)));
+}
+
+/** One SFT step factory: loss → grads (text params) → clip 1.0 → AdamW; returns the loss. */
+function makeSftStep(model: Qwen2_5_VL, ids: number[][], labels: number[][]) {
+  const vars = model.variables('text');
+  const named: Record<string, tf.Variable> = {};
+  const byVar = new Map<string, string>();
+  for (const [k, t] of Object.entries(model.params)) {
+    if (vars.includes(t as tf.Variable)) {
+      named[k] = t as tf.Variable;
+      byVar.set((t as tf.Variable).name, k);
+    }
+  }
+  const opt = new AdamW(named, { weightDecay: 0.01 });
+  const last = vars[vars.length - 1];
+  const losses: number[] = [];
+  const step = async (): Promise<void> => {
+    const { value, grads } = tf.variableGrads(() => model.loss({ inputIds: ids }, labels), vars);
+    const byName: TensorMap = {};
+    for (const [n, g] of Object.entries(grads)) byName[byVar.get(n) ?? n] = g;
+    const clipped = clipByGlobalNorm(byName, 1.0);
+    opt.step(clipped.grads, 1e-5);
+    losses.push((await value.data())[0]);
+    await settle(last);
+    tf.dispose([value, clipped.norm, ...Object.values(grads), ...Object.values(clipped.grads)]);
+  };
+  return { step, losses, dispose: () => opt.dispose() };
+}
+
+/** 2-D matMul GFLOP/s at n (plain, no transposes), median of 5 after 2 warm-ups. */
+async function matmulGflops(n: number): Promise<number> {
+  const a = tf.randomUniform([n, n]);
+  const b = tf.randomUniform([n, n]);
+  const { ms } = await timeIt(
+    async () => {
+      const c = tf.matMul(a, b);
+      await settle(c);
+      c.dispose();
+    },
+    2,
+    5,
+  );
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / ms / 1e6;
+}
+
+/** Runs one measurement; an error (e.g. a webgpu buffer limit) is recorded as `{ error }` instead of ending the run. */
+async function phase<T>(
+  name: string,
+  fn: () => Promise<T>,
+  log: (s: string) => void,
+): Promise<T | { error: string }> {
+  try {
+    const r = await fn();
+    await checkWebgpuErrors();
+    return r;
+  } catch (e) {
+    const error = String((e as Error)?.message ?? e).split('\n')[0];
+    log(`${name} failed: ${error}`);
+    return { error };
+  }
+}
+
+export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, unknown>> {
+  const info = await initBackend({ backend: a.backend, log: (l) => console.error(l) });
+  const cfg = parseConfig(JSON.parse(readFileSync(a.configPath, 'utf8')), a.configPath);
+  const out: Record<string, unknown> = {
+    impl: 'ovr',
+    backend: info.name,
+    backendReason: info.reason,
+    patches: info.patches,
+    config: a.name,
+    threads: info.name === 'wasm' ? 1 : undefined,
+  };
+  const log = (s: string) => console.error(`[bench ${a.name}/${info.name}] ${s}`);
+  let peakBytes = 0;
+  const sample = () => {
+    peakBytes = Math.max(peakBytes, tf.memory().numBytes);
+  };
+  out.matmul1024Gflops = await phase('matMul', () => matmulGflops(1024), log);
+  log(`matMul 1024: ${JSON.stringify(out.matmul1024Gflops)} GFLOP/s`);
+  const model = Qwen2_5_VL.init(cfg, a.seed);
+  out.params = Object.values(model.params).reduce((s, t) => s + t.size, 0);
+  const rng = new Rng(a.seed);
+  const B = a.batch;
+  const T = a.seq;
+  const V = cfg.vocab_size;
+  const ids = randomIds(rng.split('ids'), B, T, V);
+  // tf.profile times every kernel synchronously (on webgpu it would need dataSync, unusable in Node), so the
+  // exact peak comes from one extra profiled step on cpu/wasm; webgpu reports tf.memory() sampled after each call.
+  const profiled = info.name !== 'webgpu' && (a.profile || info.name === 'wasm');
+  out.peakTensorBytesSource = profiled
+    ? 'tf.profile peakBytes of one SFT step, max with samples'
+    : 'tf.memory() sampled';
+
+  if (a.skip.includes('sft')) out.sft = { skipped: 'skipped by --skip' };
+  else
+    out.sft = await phase(
+      'SFT',
+      async () => {
+        const sft = makeSftStep(model, ids, sftLabels(ids));
+        const r = await timeIt(sft.step, a.warmup, a.repeats);
+        sample();
+        log(`SFT step ${r.ms.toFixed(0)} ms (${r.allMs.map((x) => x.toFixed(0)).join(', ')})`);
+        if (profiled) {
+          tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false); // would read every kernel output
+          const t0 = performance.now();
+          const prof = await tf.profile(sft.step);
+          const wallMs = performance.now() - t0;
+          peakBytes = Math.max(peakBytes, prof.peakBytes);
+          if (a.profile) {
+            const rows = prof.kernels.map((k) => ({
+              name: k.name,
+              ms: Number(k.kernelTimeMs) || 0,
+              inputShapes: k.inputShapes,
+            }));
+            out.profile = { wallMs, rows: aggregateKernels(rows as KernelRow[], 25) };
+          }
+        }
+        sft.dispose();
+        return {
+          ...r,
+          tokensPerS: (B * T * 1e3) / r.ms,
+          modelGflops: trainStepFlops(cfg, B, T) / r.ms / 1e6,
+          loss0: sft.losses[0],
+          lossLast: sft.losses[sft.losses.length - 1],
+        };
+      },
+      log,
+    );
+
+  if (!a.skip.includes('forward'))
+    out.forward = await phase(
+      'forward',
+      async () => {
+        const r = await timeIt(
+          async () => {
+            const { logits } = model.forward({ inputIds: ids });
+            sample();
+            await settle(logits);
+            logits.dispose();
+          },
+          a.warmup,
+          a.repeats,
+        );
+        log(`forward ${r.ms.toFixed(0)} ms`);
+        return { ...r, tokensPerS: (B * T * 1e3) / r.ms, modelGflops: forwardFlops(cfg, B, T) / r.ms / 1e6 };
+      },
+      log,
+    );
+
+  if (!a.skip.includes('generate')) {
+    const gen: Record<string, unknown> = {};
+    for (const gb of a.genBatches) {
+      const prompt = randomIds(rng.split(`gen${gb}`), gb, a.genPrompt, V);
+      gen[String(gb)] = await phase(
+        `generate b=${gb}`,
+        async () => {
+          const r = await timeIt(
+            async () => {
+              const res = await generate(
+                model,
+                { inputIds: prompt },
+                { maxNewTokens: a.genNew, greedy: true, eosIds: [] },
+              );
+              sample();
+              if (res.tokens[0].length !== a.genNew)
+                throw new Error(`generate stopped after ${res.tokens[0].length} of ${a.genNew} tokens`);
+            },
+            a.warmup,
+            a.repeats,
+          );
+          log(`generate b=${gb}: ${r.ms.toFixed(0)} ms`);
+          return { ...r, tokensPerS: (gb * a.genNew * 1e3) / r.ms, prompt: a.genPrompt, newTokens: a.genNew };
+        },
+        log,
+      );
+    }
+    out.generate = gen;
+  }
+
+  if (!a.skip.includes('vision'))
+    out.vision = await phase('vision', () => visionBench(model, a, sample, log), log);
+  sample();
+  out.memory = { peakTensorBytes: peakBytes, peakRssBytes: peakRss() };
+  model.dispose();
+  return out;
+}
+
+/** Vision tower forward, and forward + backward into the vision params, on one `a.image`² image. */
+async function visionBench(
+  model: Qwen2_5_VL,
+  a: ModelBenchArgs,
+  sample: () => void,
+  log: (s: string) => void,
+) {
+  const v = model.config.vision_config;
+  const side = a.image / v.patch_size;
+  const grid = [[1, side, side]];
+  const N = side * side;
+  const P = v.in_channels * v.temporal_patch_size * v.patch_size ** 2;
+  const pixels = tf.randomNormal([N, P], 0, 1, 'float32', a.seed) as tf.Tensor2D;
+  const fwd = await timeIt(
+    async () => {
+      const f = visionForward(model.params, v, pixels, grid);
+      await settle(f);
+      f.dispose();
+    },
+    a.warmup,
+    a.repeats,
+  );
+  const vvars = model.variables('vision');
+  const bwd = await timeIt(
+    async () => {
+      const { value, grads } = tf.variableGrads(
+        () => tf.sum(tf.square(visionForward(model.params, v, pixels, grid))) as tf.Scalar,
+        vvars,
+      );
+      sample();
+      const gs = Object.values(grads);
+      await settle(gs[gs.length - 1]);
+      tf.dispose([value, ...gs]);
+    },
+    a.warmup,
+    a.repeats,
+  );
+  pixels.dispose();
+  log(`vision fwd ${fwd.ms.toFixed(1)} ms, fwd+bwd ${bwd.ms.toFixed(1)} ms`);
+  return { image: a.image, patches: N, forwardMs: fwd.ms, fwdBwdMs: bwd.ms };
+}
+
+const isMain = process.argv[1]?.endsWith('model.ts');
+if (isMain) {
+  runModelBench(parseArgs(process.argv.slice(2)))
+    .then((r) => {
+      console.log(JSON.stringify(r));
+      process.exit(0);
+    })
+    .catch((e: unknown) => {
+      console.error(e);
+      console.log(JSON.stringify({ error: String((e as Error)?.message ?? e) }));
+      process.exit(1);
+    });
+}

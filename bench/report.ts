@@ -1,0 +1,215 @@
+// Markdown for docs/performance.md from a bench result file: machine and versions, per-backend numbers,
+// our/PyTorch ratios, FLOP rates against the native sgemm peak, and the per-kernel SFT profile.
+// Pure functions of the result JSON; run.ts splices their output between the doc's marker comments.
+import type { KernelSummary } from './profile.js';
+
+/** One measured (or skipped) process: an ovr backend or the PyTorch reference, for one config. */
+export interface RunResult {
+  impl: 'ovr' | 'pytorch';
+  backend: string;
+  config: string;
+  threads?: number;
+  skipped?: string;
+  error?: string;
+  params?: number;
+  matmul1024Gflops?: number;
+  sgemm?: { n: number; ms: number; gflops: number; threads: number }[];
+  sft?: { ms?: number; tokensPerS?: number; modelGflops?: number; loss0?: number; skipped?: string };
+  forward?: { ms: number; tokensPerS: number };
+  generate?: Record<string, { ms: number; tokensPerS: number; prompt: number; newTokens: number }>;
+  vision?: { image: number; patches: number; forwardMs: number; fwdBwdMs: number };
+  memory?: { peakTensorBytes?: number; peakRssBytes: number };
+  peakTensorBytesSource?: string;
+  profile?: { wallMs: number; rows: KernelSummary[] };
+  wallS?: number;
+}
+
+export interface BenchResults {
+  date: string;
+  machine: Record<string, string | number>;
+  versions: Record<string, string>;
+  settings: Record<string, string | number>;
+  configs: Record<string, string>;
+  runs: RunResult[];
+}
+
+const f = (x: number | undefined, digits = 1): string =>
+  x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits);
+const mb = (x: number | undefined): string => (x ? (x / 2 ** 20).toFixed(0) : '–');
+const ratio = (ours: number | undefined, ref: number | undefined): string =>
+  ours && ref ? `${(ours / ref).toFixed(3)}×` : '–';
+
+/** Table row cells for one run. */
+function numbers(r: RunResult): string[] {
+  const g = r.generate ?? {};
+  return [
+    r.sft?.ms ? f(r.sft.ms, 0) : (r.sft?.skipped ?? '–'),
+    f(r.sft?.tokensPerS),
+    f(r.forward?.tokensPerS),
+    f(g['1']?.tokensPerS),
+    f(g['8']?.tokensPerS),
+    f(r.vision?.forwardMs),
+    f(r.vision?.fwdBwdMs),
+    mb(r.memory?.peakTensorBytes),
+    mb(r.memory?.peakRssBytes),
+  ];
+}
+
+const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+
+const label = (r: RunResult): string =>
+  r.impl === 'pytorch'
+    ? `PyTorch CPU (${r.threads} threads)`
+    : `ovr ${r.backend}${r.threads ? ` (${r.threads} thread)` : ''}`;
+
+/**
+ * Per-config table of raw numbers (one row per backend) followed by the our/PyTorch throughput ratios.
+ * @example configTables(results, 'small') // '| backend | SFT step ms | ...'
+ */
+export function configTables(res: BenchResults, config: string): string {
+  const runs = res.runs.filter((r) => r.config === config);
+  const ref = runs.find((r) => r.impl === 'pytorch' && !r.skipped && !r.error);
+  const out: string[] = [];
+  out.push(
+    row([
+      'backend',
+      'SFT step ms',
+      'SFT tok/s',
+      'fwd tok/s',
+      'gen tok/s b=1',
+      'gen tok/s b=8',
+      'vision fwd ms',
+      'vision fwd+bwd ms',
+      'peak tensors MiB',
+      'peak RSS MiB',
+    ]),
+  );
+  out.push(row(Array(10).fill('---')));
+  for (const r of runs) {
+    if (r.skipped || r.error)
+      out.push(
+        row([label(r), `${r.skipped ? 'skipped' : 'error'}: ${r.skipped ?? r.error}`, ...Array(8).fill('')]),
+      );
+    else out.push(row([label(r), ...numbers(r)]));
+  }
+  out.push('');
+  out.push('**our / PyTorch** (throughput ratio: > 1 means we are faster):');
+  out.push('');
+  out.push(
+    row(['backend', 'SFT step', 'forward', 'generate b=1', 'generate b=8', 'vision fwd', 'vision fwd+bwd']),
+  );
+  out.push(row(Array(7).fill('---')));
+  for (const r of runs.filter((x) => x.impl === 'ovr' && !x.skipped && !x.error)) {
+    out.push(
+      row([
+        label(r),
+        ratio(r.sft?.tokensPerS, ref?.sft?.tokensPerS),
+        ratio(r.forward?.tokensPerS, ref?.forward?.tokensPerS),
+        ratio(r.generate?.['1']?.tokensPerS, ref?.generate?.['1']?.tokensPerS),
+        ratio(r.generate?.['8']?.tokensPerS, ref?.generate?.['8']?.tokensPerS),
+        ratio(ref?.vision?.forwardMs, r.vision?.forwardMs),
+        ratio(ref?.vision?.fwdBwdMs, r.vision?.fwdBwdMs),
+      ]),
+    );
+  }
+  return out.join('\n');
+}
+
+/** Native sgemm peak and our FLOP rates as a fraction of it (matMul 1024 and the SFT step's model FLOPs). */
+export function flopTable(res: BenchResults): string {
+  const ref = res.runs.find((r) => r.impl === 'pytorch' && r.sgemm);
+  const peak = Math.max(...(ref?.sgemm ?? []).map((s) => s.gflops), 0);
+  const out = [
+    `Native sgemm (torch.mm, ${ref?.threads ?? '?'} threads, same run): ${(ref?.sgemm ?? [])
+      .map((s) => `n=${s.n} ${f(s.gflops)} GFLOP/s`)
+      .join(', ')}; peak used below = ${f(peak)} GFLOP/s.`,
+    '',
+    row(['config', 'backend', 'matMul 1024 GFLOP/s', 'of peak', 'SFT model GFLOP/s', 'of peak']),
+    row(Array(6).fill('---')),
+  ];
+  for (const r of res.runs.filter((x) => !x.skipped && !x.error)) {
+    const mm = r.impl === 'pytorch' ? r.sgemm?.[0]?.gflops : r.matmul1024Gflops;
+    const sft = r.sft?.modelGflops;
+    out.push(
+      row([
+        r.config,
+        label(r),
+        f(mm),
+        peak && mm ? `${((100 * mm) / peak).toFixed(0)}%` : '–',
+        f(sft),
+        peak && sft ? `${((100 * sft) / peak).toFixed(1)}%` : '–',
+      ]),
+    );
+  }
+  return out.join('\n');
+}
+
+/**
+ * Per-kernel profile of one SFT step: `before` (baseline result) and, when given, `after` columns.
+ * @example profileTable(baseline.runs[i].profile, current.runs[i].profile)
+ */
+export function profileTable(before: RunResult['profile'], after?: RunResult['profile']): string {
+  if (!before) return '_no profile recorded (run with the wasm backend)_';
+  const afterBy = new Map((after?.rows ?? []).map((r) => [r.name, r]));
+  const head = [
+    'kernel',
+    'calls',
+    'before ms',
+    'before share',
+    'costliest call (input shapes)',
+    'its ms / calls',
+  ];
+  if (after) head.push('after ms', 'after share');
+  const out = [row(head), row(head.map(() => '---'))];
+  for (const r of before.rows) {
+    const cells = [
+      `\`${r.name}\``,
+      String(r.calls),
+      f(r.ms, 0),
+      `${(100 * r.share).toFixed(1)}%`,
+      r.top.shapes ? `\`${r.top.shapes}\`` : '',
+      r.top.calls ? `${f(r.top.ms, 0)} / ${r.top.calls}` : '',
+    ];
+    if (after) {
+      const a = afterBy.get(r.name);
+      cells.push(a ? f(a.ms, 0) : '0', a ? `${(100 * a.share).toFixed(1)}%` : '–');
+    }
+    out.push(row(cells));
+  }
+  const total = before.rows.reduce((s, r) => s + r.ms, 0);
+  out.push('');
+  out.push(
+    `Kernel time sum ${f(total / 1e3, 2)} s of a ${f(before.wallMs / 1e3, 2)} s profiled step` +
+      (after
+        ? `; after: ${f(after.rows.reduce((s, r) => s + r.ms, 0) / 1e3, 2)} s of ${f(after.wallMs / 1e3, 2)} s`
+        : '') +
+      '.',
+  );
+  return out.join('\n');
+}
+
+/** Machine, versions and settings as a bullet list. */
+export function headerList(res: BenchResults): string {
+  const kv = (o: Record<string, string | number>) =>
+    Object.entries(o)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('; ');
+  return [
+    `- Run: ${res.date}`,
+    `- Machine: ${kv(res.machine)}`,
+    `- Versions: ${kv(res.versions)}`,
+    `- Settings: ${kv(res.settings)}`,
+    ...Object.entries(res.configs).map(([k, v]) => `- Config \`${k}\`: ${v}`),
+  ].join('\n');
+}
+
+/** Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` (appends the block when absent). */
+export function splice(doc: string, name: string, body: string): string {
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const block = `${begin}\n${body}\n${end}`;
+  const i = doc.indexOf(begin);
+  const j = doc.indexOf(end);
+  if (i < 0 || j < i) return `${doc.trimEnd()}\n\n${block}\n`;
+  return doc.slice(0, i) + block + doc.slice(j + end.length);
+}
