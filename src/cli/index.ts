@@ -14,6 +14,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'cognitive-behaviour rates per step of a rollouts JSONL',
     load: async () => (await import('./behaviors.js')).behaviorsCommand,
   },
+  sft: {
+    summary: 'supervised fine-tuning (linguistic cold start) on JSONL chat or question/solution rows',
+    load: async () => (await import('./sft.js')).sftCommand,
+  },
+  generate: {
+    summary: 'complete one prompt (optionally with an image) from a model or checkpoint dir',
+    load: async () => (await import('./generate.js')).generateCommand,
+  },
 };
 
 function usage(): string {
