@@ -28,6 +28,36 @@ export function casEngine(): ComputeEngine {
   return engine;
 }
 
+/**
+ * Runs `fn` with compute-engine's own console.error noise dropped ("ComputeEngine: error canonicalizing …" is
+ * printed, not thrown, for malformed input); other console.error output passes through.
+ */
+function quiet<T>(fn: () => T): T {
+  const orig = console.error;
+  console.error = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].startsWith('ComputeEngine:')) return;
+    orig(...args);
+  };
+  try {
+    return fn();
+  } finally {
+    console.error = orig;
+  }
+}
+
+/**
+ * Inputs whose evaluation is known to block compute-engine for seconds to minutes (power towers, huge literal
+ * exponents or factorials, sums over huge ranges): we do not evaluate them at all. The pool's time limit is the
+ * real guard; this only keeps the common bombs cheap.
+ */
+export function tooExpensive(latex: string): boolean {
+  return (
+    /\^\s*\{?\s*[-(]?\s*\d+\s*\^|\^\s*\{?\s*-?\d{5,}|\d{4,}\s*!|\\(?:sum|prod)[\s\S]*\^\s*\{?\s*\d{5,}/.test(
+      latex,
+    ) || latex.length > 2000
+  );
+}
+
 /** MathJSON heads that mean the parse failed or produced something we cannot evaluate safely. */
 const BAD_KEY = /"Error"|"Missing"|"Nothing"|ComplexInfinity|"Undefined"|"NaN"/;
 
@@ -37,8 +67,9 @@ const BAD_KEY = /"Error"|"Missing"|"Nothing"|ComplexInfinity|"Undefined"|"NaN"/;
  * @example casParse('\\frac{1}{2}')!.key // '["Rational",1,2]'
  */
 export function casParse(latex: string): CasExpr | null {
+  if (tooExpensive(latex)) return null;
   try {
-    const expr = casEngine().parse(latex);
+    const expr = quiet(() => casEngine().parse(latex));
     if (!expr.isValid) return null;
     const key = JSON.stringify(expr.json);
     if (BAD_KEY.test(key)) return null;
@@ -63,7 +94,7 @@ function toComplex(v: any): Complex | null {
  */
 export function casNumeric(e: CasExpr): Complex | null {
   try {
-    const v = e.expr.N();
+    const v = quiet(() => e.expr.N());
     if (BAD_KEY.test(JSON.stringify(v.json))) return null;
     return toComplex(v);
   } catch {
@@ -86,7 +117,7 @@ export function casEvalAt(e: CasExpr, at: Record<string, number>): Complex | nul
     const ce = casEngine();
     const subs: Record<string, any> = {};
     for (const [k, v] of Object.entries(at)) subs[k] = ce.number(v);
-    const v = e.expr.subs(subs).N();
+    const v = quiet(() => e.expr.subs(subs).N());
     if (BAD_KEY.test(JSON.stringify(v.json))) return null;
     return toComplex(v);
   } catch {
@@ -123,7 +154,7 @@ export function casHasIndexed(e: CasExpr): boolean {
  */
 export function casMatrix(e: CasExpr): Complex[][] | null {
   try {
-    const json = e.expr.N().json;
+    const json = quiet(() => e.expr.N().json);
     const rows = Array.isArray(json) && json[0] === 'Matrix' ? json[1] : json;
     if (!Array.isArray(rows) || rows[0] !== 'List') return null;
     const out: Complex[][] = [];

@@ -59,10 +59,9 @@ export function findBoxes(text: string): Box[] {
   const boxes: Box[] = [];
   for (const [s, after] of starts.slice(-MAX_BOXES)) {
     if (text[after] === '{') {
+      // An unclosed box is not an answer (a truncated or garbled completion).
       const close = matchBrace(text, after);
-      const end = close < 0 ? Math.min(text.length, after + 4000) : close + 1;
-      const content = text.slice(after + 1, close < 0 ? end : close);
-      boxes.push({ start: s, end, content });
+      if (close >= 0) boxes.push({ start: s, end: close + 1, content: text.slice(after + 1, close) });
     } else {
       const m = /^[^\s$,.;\\}]{1,64}/.exec(text.slice(after, after + 64));
       if (m) boxes.push({ start: s, end: after + m[0].length, content: m[0] });
@@ -91,7 +90,8 @@ export function lastBoxed(text: string): Extracted | null {
   if (boxes.length === 0) return null;
   const group = [boxes[boxes.length - 1]];
   for (let i = boxes.length - 2; i >= 0; i--) {
-    if (!isConnectorGap(text.slice(boxes[i].end, group[0].start))) break;
+    // Nested boxes (`\boxed{\boxed{5}}`) overlap: the inner, last one is the answer.
+    if (boxes[i].end > group[0].start || !isConnectorGap(text.slice(boxes[i].end, group[0].start))) break;
     group.unshift(boxes[i]);
   }
   const parts = [...new Set(group.map((b) => b.content.trim()))];
