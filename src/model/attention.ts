@@ -8,8 +8,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { gatherRows } from './layers.js';
 
-/** Finite float32 minimum used for masked scores, so fully masked rows stay finite (uniform). */
-export const MASK_MIN = -3.4028234663852886e38;
+/**
+ * Additive value for masked scores: finite, so fully masked rows give a uniform (finite) softmax as in HF.
+ * NOTE: HF uses finfo(float32).min (-3.4028235e38); tfjs-webgpu's softmax starts its running max at -3.402823e38,
+ * so a row made only of the exact minimum gives 0/0 = NaN there. -3e38 behaves the same everywhere else.
+ */
+export const MASK_MIN = -3e38;
 
 /**
  * Additive mask `[B, 1, T, S]`: 0 where key j is visible to query i (`j <= pastLen + i` and

@@ -99,7 +99,13 @@ export function modelHidden(
     opts.trace?.set('text.inputs_embeds', tf.keep(embeds.clone()));
     const rope = ropeTables(cfg, positionIds);
     const past = pastLen > 0 ? cache?.layers : undefined;
-    return textForward(params, cfg, embeds, rope, causalMask(fullMask, T, pastLen), { ...opts, past });
+    // Recomputation keeps no k/v, so it is a training-only option: off whenever a cache must be filled.
+    const recompute = opts.recompute === true && !cache;
+    return textForward(params, cfg, embeds, rope, causalMask(fullMask, T, pastLen), {
+      ...opts,
+      past,
+      recompute,
+    });
   });
   if (cache) {
     cache.update(present, fullMask);

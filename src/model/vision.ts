@@ -7,7 +7,7 @@
 // P = C·Tp·ps·ps patch vector width (1176), D text width (merger output).
 import * as tf from '@tensorflow/tfjs-core';
 import { type SegmentLayout, segmentedAttention, segmentLayout } from './attention.js';
-import type { VisionConfig } from './config.js';
+import type { Qwen2_5_VLConfig, VisionConfig } from './config.js';
 import { gatherRows, geluErf, linear, type Params, param, rmsNorm, swiglu } from './layers.js';
 import { applyRotary, duplicatedCosSin, ropeInvFreq, visionRotaryAngles } from './rope.js';
 
@@ -152,15 +152,17 @@ export function patchMerger(params: Params, v: VisionConfig, x: tf.Tensor2D): tf
  * Full vision tower: `pixelValues [N, P]` for the images `gridThw` (`[t, h, w]` in patches, in order) →
  * image embeddings `[M, D]` in merged raster order, images in input order (HF `model.visual(...)`).
  * Images of different sizes can share one call; attention never crosses images.
- * @example const feats = visionForward(params, cfg.vision_config, pixelValues, [[1, 4, 6]]); // [6, D]
+ * `cfg` is the model config or its `vision_config`.
+ * @example const feats = visionForward(params, cfg, pixelValues, [[1, 4, 6]]); // [6, D]
  */
 export function visionForward(
   params: Params,
-  v: VisionConfig,
+  cfg: VisionConfig | Qwen2_5_VLConfig,
   pixelValues: tf.Tensor2D,
   gridThw: number[][],
   trace?: Trace,
 ): tf.Tensor2D {
+  const v = 'vision_config' in cfg ? cfg.vision_config : cfg;
   const N = gridThw.reduce((s, [t, h, w]) => s + t * h * w, 0);
   if (N !== pixelValues.shape[0]) {
     throw new Error(

@@ -3,8 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import { type BackendRequest, initBackend } from '../../src/backend/index.js';
 import { type HostTensor, readSafetensors } from '../../src/io/safetensors.js';
 import { parseConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import type { Params } from '../../src/model/layers.js';
@@ -13,14 +12,12 @@ import { FIXTURE } from '../helpers.js';
 export const CASES = ['text_only_batch', 'one_image', 'multi_image_batch'] as const;
 export type CaseName = (typeof CASES)[number];
 
-/** Sets the backend named by OVR_TEST_BACKEND (cpu | wasm | webgpu), default cpu. */
+/** Sets the backend named by OVR_TEST_BACKEND (cpu | wasm | webgpu), default cpu, via initBackend (kernel patches, gradients). */
 export async function setupBackend(): Promise<string> {
-  const name = process.env.OVR_TEST_BACKEND ?? 'cpu';
-  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
-  if (name === 'webgpu') await import('@tensorflow/tfjs-backend-webgpu');
-  if (!(await tf.setBackend(name))) throw new Error(`OVR_TEST_BACKEND=${name}: backend failed to initialise`);
-  await tf.ready();
-  return name;
+  const name = (process.env.OVR_TEST_BACKEND ?? 'cpu') as BackendRequest;
+  const info = await initBackend({ backend: name, log: () => {} });
+  console.log(`model tests on backend ${tf.getBackend()} (${info.reason})`);
+  return info.name;
 }
 
 const cache = new Map<string, Promise<Map<string, HostTensor>>>();

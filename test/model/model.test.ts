@@ -156,7 +156,7 @@ describe('padding and batching invariants', () => {
     const cache = new KVCache();
     const ids = (inputs.inputIds as number[][]).map((r) => [...r]);
     const mask = (inputs.attentionMask as number[][]).map((r) => [...r]);
-    model.forward(inputs, { cache, lastOnly: true }).logits.dispose();
+    model.forward(inputs, { cache, lastOnly: true, recompute: true }).logits.dispose(); // recompute is ignored with a cache
     const step = model.forward(
       {
         inputIds: [
