@@ -1,0 +1,144 @@
+// `ovr-train generate` from a saved tiny checkpoint (models/tiny, full vocabulary, random init saved as F32 with
+// saveWeights, the real Qwen tokenizer): greedy first token = argmax of a direct forward pass, seeded sampling is
+// reproducible, no tensor leak across a generation, --help and missing-flag errors, and one real subprocess run.
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { GenerateArgs, generateCommand, promptMessages, runGenerate } from '../../src/cli/generate.js';
+import { processor } from '../../src/data/processor.js';
+import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
+import { saveWeights } from '../../src/io/checkpoint.js';
+import { loadConfig } from '../../src/model/config.js';
+import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { QWEN_REAL_VOCAB } from '../../src/model/sampling.js';
+import { ROOT } from '../helpers.js';
+
+let tmp: string;
+let ckpt: string;
+let model: Qwen2_5_VL;
+let tok: QwenTokenizer;
+
+async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
+  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
+  try {
+    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'ovr-cli-gen-'));
+  ckpt = path.join(tmp, 'ckpt');
+  const cfg = await loadConfig(path.join(ROOT, 'models', 'tiny'));
+  model = Qwen2_5_VL.init(cfg, 3);
+  await saveWeights(ckpt, model.params, cfg, { dtype: 'F32' });
+  tok = await defaultTokenizer();
+});
+afterAll(async () => {
+  model?.dispose();
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const args = (over: Record<string, unknown>) =>
+  GenerateArgs.parse({ model: ckpt, prompt: 'What is 2+3?', maxNewTokens: 4, backend: 'cpu', ...over });
+
+describe('ovr-train generate', () => {
+  it('greedy: prints JSON whose first token is the argmax of a direct forward pass', async () => {
+    const r = await capture(() =>
+      generateCommand([
+        '--model',
+        ckpt,
+        '--prompt',
+        'What is 2+3?',
+        '--greedy',
+        '--max-new-tokens',
+        '4',
+        '--json',
+        '--backend',
+        'cpu',
+      ]),
+    );
+    expect(r.code, r.err).toBe(0);
+    const out = JSON.parse(r.out);
+    expect(out.tokens[0]).toHaveLength(4);
+    expect(out.finishReasons).toEqual(['length']);
+    expect(out.texts[0]).toBe(tok.decode(out.tokens[0], { skipSpecialTokens: true }));
+    const enc = await processor(promptMessages({ prompt: 'What is 2+3?' }), {
+      tokenizer: tok,
+      addGenerationPrompt: true,
+    });
+    const { logits } = model.forward({ inputIds: enc.inputIds }, { lastOnly: true });
+    const row = ((await logits.data()) as Float32Array).subarray(0, QWEN_REAL_VOCAB);
+    logits.dispose();
+    const best = row.reduce((bi, x, i) => (x > row[bi] ? i : bi), 0);
+    expect(out.tokens[0][0]).toBe(best);
+  }, 60_000);
+
+  it('sampling with a seed is reproducible, and a generation leaks no tensor', async () => {
+    await runGenerate(model, tok, args({ seed: 1 })); // warm-up (kernels, caches)
+    const before = tf.memory().numTensors;
+    const a = await runGenerate(model, tok, args({ seed: 1, numSamples: 2 }));
+    const after = tf.memory().numTensors;
+    const b = await runGenerate(model, tok, args({ seed: 1, numSamples: 2 }));
+    console.log(`numTensors before ${before}, after ${after}; samples`, a.tokens);
+    expect(after).toBe(before);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(a.tokens).toHaveLength(2);
+    expect(a.logprobs[0].every((x) => Number.isFinite(x) && x <= 0)).toBe(true);
+  }, 60_000);
+
+  it('--help lists the flags; a missing --prompt exits 2 naming it', async () => {
+    const h = await capture(() => generateCommand(['--help']));
+    expect(h.code).toBe(0);
+    for (const f of [
+      '--prompt',
+      '--image',
+      '--max-new-tokens',
+      '--greedy',
+      '--temperature',
+      '--top-p',
+      '--seed',
+      '--backend',
+    ]) {
+      expect(h.out).toContain(f);
+    }
+    const e = await capture(() => generateCommand(['--model', ckpt]));
+    expect(e.code).toBe(2);
+    expect(e.err).toMatch(/--prompt is required/);
+  });
+
+  it('subprocess: npx tsx ... generate prints a completion from the saved checkpoint', async () => {
+    const code =
+      "import('./src/cli/index.ts').then(async ({ main }) => { process.exitCode = await main(process.argv.slice(1)); });";
+    const argv = [
+      'generate',
+      '--model',
+      ckpt,
+      '--prompt',
+      'Hi',
+      '--greedy',
+      '--max-new-tokens',
+      '3',
+      '--backend',
+      'cpu',
+    ];
+    const { stdout, stderr } = await promisify(execFile)('npx', ['tsx', '-e', code, ...argv], {
+      cwd: ROOT,
+      timeout: 60_000,
+    });
+    expect(stderr).toMatch(/ovr backend: cpu/);
+    const greedy = await runGenerate(model, tok, args({ prompt: 'Hi', greedy: true, maxNewTokens: 3 }));
+    expect(stdout.replace(/\n$/, '')).toBe(greedy.texts[0]);
+  }, 60_000);
+});
