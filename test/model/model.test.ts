@@ -185,6 +185,37 @@ describe('padding and batching invariants', () => {
   });
 });
 
+describe('input forms and log-prob helpers', () => {
+  it('tensor ids/mask give the same logits as arrays; model.tokenLogprobs equals log-softmax of the logits', async () => {
+    const ids = [
+      [0, 3, 4, 5],
+      [6, 7, 8, 9],
+    ];
+    const mask = [
+      [0, 1, 1, 1],
+      [1, 1, 1, 1],
+    ];
+    const a = model.forward({ inputIds: ids, attentionMask: mask }).logits;
+    const idT = tf.tensor2d(ids, undefined, 'int32');
+    const maskT = tf.tensor2d(mask, undefined, 'int32');
+    const b = model.forward({ inputIds: idT, attentionMask: maskT }).logits;
+    expectClose(await b.data(), await a.data(), 0, 'tensor vs array inputs');
+    const targets = [
+      [1, 2, 3, 4],
+      [5, 6, 7, 8],
+    ];
+    const lp = model.tokenLogprobs({ inputIds: ids, attentionMask: mask }, targets);
+    const ref = tf.tidy(() => {
+      const ls = tf.logSoftmax(a);
+      return tf.stack(
+        targets.flatMap((row, bi) => row.map((t, i) => tf.reshape(tf.slice(ls, [bi, i, t], [1, 1, 1]), []))),
+      );
+    });
+    expectClose(await lp.data(), await ref.data(), 1e-5, 'model.tokenLogprobs vs logSoftmax');
+    tf.dispose([a, b, idT, maskT, lp, ref]);
+  });
+});
+
 describe('errors and loading', () => {
   it('image pad count vs feature rows: the message names both numbers', () => {
     const px = pixels(new Rng(3), 16);
