@@ -75,3 +75,15 @@ export * from './model/kv_cache.js';
 export * from './model/loss.js';
 export * from './model/qwen2_5_vl.js';
 export * from './model/generate.js';
+export * from './train/trainer.js';
+// sft: loadModelSpec is left out (train/grpo.ts exports one with the same name and behaviour).
+export {
+  batchInputs,
+  evalLoss,
+  lossTokens,
+  processorTokenize,
+  type SftDeps,
+  type SftResult,
+  TINY_CONFIG,
+  trainSft,
+} from './train/sft.js';

@@ -33,7 +33,7 @@ import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import type { SftConfig } from './config.js';
 import { resolveResume, writeRunConfig } from './state.js';
-import { ensureGradients, Trainer } from './trainer.js';
+import { Trainer } from './trainer.js';
 
 /** models/tiny/config.json of this package (resolves from src/train and dist/train alike). */
 export const TINY_CONFIG = fileURLToPath(new URL('../../models/tiny/config.json', import.meta.url));
@@ -194,7 +194,7 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
  */
 export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
   const info = deps.info ?? ((l: string) => console.error(l));
-  await ensureGradients();
+  await Trainer.ready();
   await writeRunConfig(c.outDir, c);
   const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
   const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);

@@ -5,7 +5,6 @@
 //
 // API
 //   isTrainable(name, part) / selectTrainable(params, part)   which params get gradients ('all'|'lm'|'vision'|'lm+merger')
-//   ensureGradients()                                         registers tfjs-core's gradient kernels (once per process)
 //   accumulateGrads(losses, vars)                             sum of micro-batch losses and their summed gradients
 //   class Trainer                                             step(losses, {tokens}) -> StepResult; save(); resume(); dispose()
 //
@@ -16,8 +15,8 @@
 // Step numbering: `trainer.step` counts finished optimizer steps (applied or skipped); step s (0-based) uses lr
 // schedule(s); the log line and checkpoint of that step carry s + 1. AdamW's own counter only counts applied updates
 // (its bias correction), so a skipped NaN step does not advance it.
-import { register } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
+import { ensureGradients } from '../backend/gradients.js';
 import { loadWeights, saveWeights } from '../io/checkpoint.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import type { JsonlLogger, StepRecord } from '../util/log.js';
@@ -74,31 +73,6 @@ export function selectTrainable(
     throw new Error(`trainable '${part}' selects no parameter of this model; pick another --trainable`);
   }
   return out;
-}
-
-// tfjs-core registers gradients only from its ESM build, whose extensionless relative imports Node's ESM loader
-// rejects (and tsx resolves `./gradients` to the folder). A resolve hook adds `.js` inside tfjs-core/dist only.
-const TFJS_DIST_HOOK = `export async function resolve(spec, ctx, next) {
-  if (ctx.parentURL && ctx.parentURL.includes('/@tensorflow/tfjs-core/dist/') && spec.startsWith('.') && !/\\.[cm]?js$/.test(spec)) {
-    try { return await next(spec + '.js', ctx); } catch {}
-  }
-  return next(spec, ctx);
-}`;
-let gradientsReady: Promise<void> | undefined;
-
-/**
- * Registers tfjs-core's gradient functions (needed by tf.variableGrads) once per process; no-op when already there
- * (e.g. under vitest, or after `import '@tensorflow/tfjs-core/dist/register_all_gradients'`).
- * @example await ensureGradients(); tf.variableGrads(f, vars);
- */
-export function ensureGradients(): Promise<void> {
-  gradientsReady ??= (async () => {
-    if (tf.getGradient('RealDiv')) return;
-    register(`data:text/javascript,${encodeURIComponent(TFJS_DIST_HOOK)}`);
-    await import('@tensorflow/tfjs-core/dist/register_all_gradients.js' as string);
-    if (!tf.getGradient('RealDiv')) throw new Error('ensureGradients: tfjs-core gradients did not register');
-  })();
-  return gradientsReady;
 }
 
 /** Loss of one micro-batch, built synchronously (it runs inside tf.variableGrads). */
@@ -227,6 +201,11 @@ export class Trainer {
       });
     this.guard = new NonFiniteGuard(c.maxConsecutiveNonFinite);
     this.now = o.now ?? (() => performance.now());
+  }
+
+  /** Registers tfjs-core's gradients (backend/gradients.ts); call once before the first step (trainSft does). */
+  static ready(): Promise<void> {
+    return ensureGradients();
   }
 
   /**

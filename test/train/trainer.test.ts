@@ -11,13 +11,7 @@ import { loadConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { TRAINABLE_PARTS } from '../../src/train/config.js';
 import { listCheckpoints } from '../../src/train/state.js';
-import {
-  ensureGradients,
-  isTrainable,
-  selectTrainable,
-  Trainer,
-  type TrainerConfig,
-} from '../../src/train/trainer.js';
+import { isTrainable, selectTrainable, Trainer, type TrainerConfig } from '../../src/train/trainer.js';
 import { JsonlLogger, readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, ROOT } from '../helpers.js';
@@ -72,7 +66,7 @@ async function snapshot(params: Record<string, tf.Tensor>): Promise<Map<string, 
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  await ensureGradients();
+  await Trainer.ready();
   cfg = { ...(await loadConfig(path.join(ROOT, 'models', 'tiny'))), vocab_size: 256 };
   tmp = await mkdtemp(path.join(os.tmpdir(), 'ovr-trainer-'));
 });
