@@ -33,6 +33,8 @@ export interface PoolStats {
   respawns: number;
 }
 
+const MAX_START_FAILURES = 3;
+
 interface Task {
   id: number;
   req: WorkerRequest;
@@ -47,8 +49,8 @@ interface Slot {
   timer: NodeJS.Timeout | null;
 }
 
-/** How to start a worker: the compiled .js when present, else the .ts source through tsx. */
-function workerSource(): { src: string | URL; eval: boolean } {
+/** How to start a worker: the compiled .js when present, else the .ts source through tsx. Exported for tests. */
+export function workerSource(): { src: string | URL; eval: boolean } {
   const js = new URL('./worker.js', import.meta.url);
   if (existsSync(fileURLToPath(js))) return { src: js, eval: false };
   const ts = new URL('./worker.ts', import.meta.url);
@@ -80,6 +82,9 @@ export class VerifierPool {
   private readonly queue: Task[] = [];
   private nextId = 0;
   private closed = false;
+  /** Consecutive workers that died before becoming ready; at MAX_START_FAILURES the pool is broken. */
+  private startFailures = 0;
+  private broken: string | null = null;
   /** Workers are unref'd so an idle pool never keeps the process alive; this handle does while cases are pending. */
   private keepAlive: NodeJS.Timeout | null = null;
 
@@ -101,6 +106,7 @@ export class VerifierPool {
 
   /** Verifies one pair within the budget; never rejects (a timeout or crash is a verdict with equal: false). */
   verify(gold: string, prediction: string, opts: VerifyOptions = {}): Promise<Verdict> {
+    if (this.broken) return Promise.reject(new Error(this.broken));
     if (this.closed) return Promise.reject(new Error('VerifierPool: verify() after close()'));
     if (typeof gold !== 'string' || typeof prediction !== 'string') {
       return Promise.reject(new Error('VerifierPool.verify: gold and prediction must be strings'));
@@ -138,6 +144,8 @@ export class VerifierPool {
     const { src, eval: isEval } = workerSource();
     const worker = new Worker(src, {
       eval: isEval,
+      // Not inherited: flags such as --input-type (from `node -e`) make a file worker fail at start.
+      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
       resourceLimits: { maxOldGenerationSizeMb: this.maxMemoryMb, stackSizeMb: 8 },
     });
     worker.unref();
@@ -151,6 +159,7 @@ export class VerifierPool {
   private onMessage(slot: Slot, m: WorkerReply): void {
     if ('ready' in m) {
       slot.ready = true;
+      this.startFailures = 0;
     } else if (slot.task && slot.task.id === m.id) {
       if (slot.timer) clearTimeout(slot.timer);
       const t = slot.task;
@@ -171,6 +180,13 @@ export class VerifierPool {
       this.stats.done++;
       slot.task.resolve(verdictFor(slot.task, reason, false));
       slot.task = null;
+    }
+    if (!slot.ready && ++this.startFailures >= MAX_START_FAILURES) {
+      // Workers cannot start at all (bad install, missing build): fail loudly instead of respawning forever.
+      this.broken = `VerifierPool: workers fail to start (${reason}); check the install or run \`npm run build\``;
+      for (const t of this.queue.splice(0)) t.resolve(verdictFor(t, this.broken, false));
+      void this.close();
+      return;
     }
     this.replace(i);
   }

@@ -65,6 +65,14 @@ describe('VerifierPool', () => {
     await expect(small.verify('1', '1')).rejects.toThrow(/after close/);
   });
 
+  it('fails loudly, instead of respawning forever, when workers cannot start', async () => {
+    const doomed = new VerifierPool({ threads: 1, maxMemoryMb: 1 }); // every worker dies of OOM while loading
+    const v = await doomed.verify('1', '1');
+    expect(v).toMatchObject({ equal: false, reason: expect.stringMatching(/workers fail to start/) });
+    await expect(doomed.verify('1', '1')).rejects.toThrow(/workers fail to start/);
+    await doomed.close();
+  });
+
   it('rejects bad options and arguments with a clear message', () => {
     expect(() => new VerifierPool({ threads: 0 })).toThrow(/threads must be a positive integer/);
     expect(() => new VerifierPool({ budgetMs: -1 })).toThrow(/budgetMs/);
