@@ -9,7 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { parseArgs } from '../../src/cli/args.js';
 import { sftCommand } from '../../src/cli/sft.js';
+import { SftConfig } from '../../src/train/config.js';
 import { readStepLog } from '../../src/util/log.js';
 import { ROOT } from '../helpers.js';
 
@@ -83,6 +85,17 @@ describe('ovr-train sft', () => {
       expect(r.out).toContain(flag);
     }
     expect(r.out).toContain('Micro-batches accumulated per optimizer step');
+  });
+
+  it('models/tiny-sft.json (the example run config) parses with SftConfig', () => {
+    const r = parseArgs(SftConfig, ['--config', path.join(ROOT, 'models', 'tiny-sft.json')]);
+    expect(r.kind).toBe('config');
+    if (r.kind === 'config')
+      expect([r.config.model, r.config.trainable, r.config.data.format]).toEqual([
+        'tiny',
+        'lm',
+        'question_solution',
+      ]);
   });
 
   it('exits 2 on a misspelt flag, naming it and suggesting the right one', async () => {

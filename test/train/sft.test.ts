@@ -2,7 +2,7 @@
 // so a cpu step takes well under a second; the real Qwen tokenizer + full vocabulary run is in test/cli/sft.test.ts):
 // loss falls on a fixed batch and exactly the trainable params change, flat numTensors, accumulation invariance,
 // seed reproducibility, crash-and-resume equals an uninterrupted run, F32 checkpoints load back bit-exactly,
-// question/solution rows + eval loss, and config errors.
+// question/solution rows + eval loss, image rows (vision tower trains), packing, and config errors.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,26 +11,34 @@ import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../src/data/chat.js';
 import type { TokenizeFn } from '../../src/data/dataset.js';
+import { processImage } from '../../src/data/image.js';
 import { loadWeights } from '../../src/io/checkpoint.js';
 import { SftConfig } from '../../src/train/config.js';
 import { loadModelSpec, lossTokens, type SftDeps, trainSft } from '../../src/train/sft.js';
 import { listCheckpoints } from '../../src/train/state.js';
 import { readStepLog } from '../../src/util/log.js';
-import { ROOT } from '../helpers.js';
+import { FIXTURE, ROOT } from '../helpers.js';
 
 let tmp: string;
 let modelJson: string;
 
-/** Character-level chat tokenizer for a 256-row vocabulary: role ids 1-3, end 4, text chars 10..249. */
-const charTokenize: TokenizeFn = (messages: ChatMessage[]) => {
+/**
+ * Character-level chat tokenizer for a 256-row vocabulary: role ids 1-3, end 4, text chars 10..249, and an image
+ * part as vision_start (254) + t*h*w/4 image pads (252) + vision_end (255), as the processor expands it.
+ */
+const charTokenize: TokenizeFn = async (messages: ChatMessage[]) => {
   const inputIds: number[] = [];
   const labels: number[] = [];
   for (const m of messages) {
-    const text =
-      typeof m.content === 'string'
-        ? m.content
-        : m.content.map((p) => (p.type === 'text' ? p.text : '')).join('');
-    const body = [...text].map((ch) => 10 + (ch.codePointAt(0)! % 240));
+    const parts = typeof m.content === 'string' ? [{ type: 'text' as const, text: m.content }] : m.content;
+    const body: number[] = [];
+    for (const p of parts) {
+      if (p.type === 'text') body.push(...[...p.text].map((ch) => 10 + (ch.codePointAt(0)! % 240)));
+      else {
+        const [t, h, w] = (await processImage(p.image as string)).gridThw;
+        body.push(254, ...new Array((t * h * w) / 4).fill(252), 255);
+      }
+    }
     const train = m.role === 'assistant';
     inputIds.push(m.role === 'system' ? 1 : m.role === 'user' ? 2 : 3, ...body, 4);
     labels.push(-100, ...body.map((t) => (train ? t : -100)), train ? 4 : -100);
@@ -209,6 +217,49 @@ describe('trainSft', () => {
     expect(r.evalLosses[1].loss).toBeLessThan(r.evalLosses[0].loss);
     const evalRows = readStepLog(path.join(c.outDir, 'log.jsonl')).filter((x) => x.evalLoss !== undefined);
     expect(evalRows.map((x) => [x.step, x.evalLoss])).toEqual(r.evalLosses.map((e) => [e.step, e.loss]));
+  });
+
+  it("trains on image rows with trainable 'all': every param, vision tower included, changes", async () => {
+    const row = (image: string, q: string, a: string) =>
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: [{ type: 'image' }, { type: 'text', text: q }] },
+          { role: 'assistant', content: a },
+        ],
+        image,
+      });
+    const train = await writeJsonl('img.jsonl', [
+      row('img_h70_w100.png', 'How wide?', '100'),
+      row('img_h112_w56.png', 'How tall?', '112'),
+    ]);
+    const c = config(
+      { outDir: path.join(tmp, 'img'), steps: 1, trainable: 'all' },
+      { train, imageRoot: path.join(FIXTURE, 'images') },
+    );
+    const model = await loadModelSpec(c.model, c.seed);
+    const before = await paramsOf(model.params);
+    const r = await trainSft(c, deps({ model }));
+    const after = await paramsOf(model.params);
+    console.log('image-row losses', r.losses);
+    const unchanged = [...before].filter(([k, v]) => bitEqual(v, after.get(k)!)).map(([k]) => k);
+    expect(unchanged).toEqual([]);
+    model.dispose();
+  });
+
+  it('packs several sequences per row when packing is on (fewer steps per epoch)', async () => {
+    const train = await writeJsonl('pack.jsonl', ROWS);
+    const run = (packing: boolean) =>
+      trainSft(
+        config({ outDir: path.join(tmp, `pack-${packing}`), epochs: 1, packing, maxSeqLen: 64 }, { train }),
+        deps(),
+      );
+    const plain = await run(false);
+    const packed = await run(true);
+    // 6 sequences of 8-27 tokens: 3 batches of 2 unpacked; packed rows of <= 64 tokens hold 2-4 sequences each
+    console.log(`steps for one epoch: unpacked ${plain.steps}, packed ${packed.steps}`);
+    expect(plain.steps).toBe(3);
+    expect(packed.steps).toBeLessThan(3);
+    expect(packed.losses.every(Number.isFinite)).toBe(true);
   });
 
   it('counts loss tokens as the shifted HF loss does', () => {
