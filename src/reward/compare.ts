@@ -81,7 +81,10 @@ function probeEqual(a: CasExpr, b: CasExpr, vars: string[]): boolean {
   for (const [k, pt] of probePoints(vars, integer).entries()) {
     const va = casEvalAt(a, pt);
     const vb = casEvalAt(b, pt);
-    if (va === null || vb === null) continue;
+    if (va === null || vb === null) {
+      if (k === 1 && agree === 0) return false; // not evaluable (unknown functions): stop early, undecided
+      continue;
+    }
     if (Math.max(Math.abs(va.re), Math.abs(va.im), Math.abs(vb.re), Math.abs(vb.im)) > MAX_MAG) continue;
     const realA = Math.abs(va.im) <= 1e-12 * Math.max(1, Math.abs(va.re));
     const realB = Math.abs(vb.im) <= 1e-12 * Math.max(1, Math.abs(vb.re));
@@ -140,15 +143,18 @@ function scalarEqual(
   const b = casParse(p.latex);
   if (a === null || b === null) return false;
   if (casEqual(a, b, o)) return true;
-  if (!g.percent && !p.percent) return false;
-  // `28\%` matches 28 (hendrycks/Qwen strip the sign) and 0.28 (its value).
+  if (!g.percent && !p.percent && g.degree === p.degree) return false;
+  // `28\%` matches 28 (hendrycks/Qwen strip the sign) and 0.28 (its value); `90^\circ` matches 90 and π/2.
   const na = casNumeric(a);
   const nb = casNumeric(b);
   if (na === null || nb === null) return false;
+  const scales = (x: Extract<Node, { t: 'expr' }>) => [
+    1,
+    ...(x.percent ? [0.01] : []),
+    ...(x.degree ? [Math.PI / 180] : []),
+  ];
   const scale = (c: Complex, k: number) => ({ re: c.re * k, im: c.im * k });
-  return (
-    (g.percent && numbersEqual(scale(na, 0.01), nb, o)) || (p.percent && numbersEqual(na, scale(nb, 0.01), o))
-  );
+  return scales(g).some((kg) => scales(p).some((kp) => numbersEqual(scale(na, kg), scale(nb, kp), o)));
 }
 
 /** A one-to-one matching between two item lists (unordered). */
@@ -214,16 +220,18 @@ function proportional(fa: string, fb: string, anySign: boolean, o: CompareOption
   const a = casParse(fa);
   const b = casParse(fb);
   if (a === null || b === null) return false;
-  if (casEqual(a, b, o)) return true;
+  if (casSame(a, b)) return true;
   const vars = [...new Set([...casFreeSymbols(a), ...casFreeSymbols(b)])].sort();
   if (vars.length === 0) return false;
   const va = casFreeSymbols(a).join();
   if (va !== casFreeSymbols(b).join()) return false;
   let ratio: number | null = null;
   let agree = 0;
-  for (const pt of probePoints(vars, false)) {
+  const pts = probePoints(vars, false);
+  for (const pt of pts) {
     const x = casEvalAt(a, pt);
     const y = casEvalAt(b, pt);
+    if ((x === null || y === null) && agree === 0 && ratio === null && pt === pts[1]) return false;
     if (x === null || y === null || Math.abs(x.im) > 1e-12 || Math.abs(y.im) > 1e-12) continue;
     if (Math.abs(y.re) < 1e-12 || Math.abs(x.re) > MAX_MAG || Math.abs(y.re) > MAX_MAG) continue;
     const r = x.re / y.re;

@@ -197,9 +197,14 @@ export function dropSpacing(s: string): string {
     .trim();
 }
 
-/** Drop degree marks: `90^\circ`, `90^{\circ}`, `90\degree` → `90`. */
-export function dropDegrees(s: string): string {
-  return s.replace(/\^\s*\{?\s*\\circ\s*\}?/g, '').replace(/\\(?:degree|circ)(?![a-zA-Z])/g, '');
+/** Marker left where a degree sign was; structure.ts turns it into the `degree` flag of a scalar. */
+export const DEGREE_MARK = '\\ovrdegree';
+
+/** Degree marks `90^\circ`, `90^{\circ}`, `90\degree` → `90\ovrdegree` (90 matches 90 and \frac{\pi}{2}). */
+export function markDegrees(s: string): string {
+  return s
+    .replace(/\^\s*\{?\s*\\circ\s*\}?/g, DEGREE_MARK)
+    .replace(/\\(?:degree|circ)(?![a-zA-Z])/g, DEGREE_MARK);
 }
 
 /** Drop units that follow a number or `}`: `3.5 cm` → `3.5`, `15\mbox{ cm}^2` → `15`. */
@@ -238,7 +243,7 @@ export function normalizeAnswer(raw: string): string {
   ]);
   s = s.replace(/\\mbox\s*\{/g, '\\text{');
   s = fixFracSqrt(s);
-  s = dropDegrees(s);
+  s = markDegrees(s);
   s = dropUnits(s);
   s = dropCurrency(s);
   s = s.replace(/\s*\\?\bpercent(?:age)?\b|\s*\bpct\b|(?<!\\)%/g, '\\%');

@@ -3,11 +3,13 @@
 // them in compare.ts. The CAS's own readings of `[1,2]`, `(1,2)`, `A:B=1`, `1,000` differ from answer-grading
 // conventions (see ../shared/research/reward_libraries.md), so shapes are decided here, before the CAS.
 
+import { DEGREE_MARK } from './normalize.js';
+
 /** Relation operators after normalisation. */
 export type RelOp = '=' | '<' | '>' | '\\le' | '\\ge' | '\\ne';
 
 export type Node =
-  | { t: 'expr'; latex: string; percent: boolean }
+  | { t: 'expr'; latex: string; percent: boolean; degree?: boolean }
   | { t: 'text'; value: string }
   | { t: 'set'; items: Node[] }
   | { t: 'list'; items: Node[]; bracket: '(' | '[' | '' | ':' }
@@ -123,13 +125,25 @@ function exprNode(latex: string, ctx: ParseContext): Node {
     percent = true;
     s = s.slice(0, p.index);
   }
+  const degree = s.includes(DEGREE_MARK);
+  if (degree) s = s.split(DEGREE_MARK).join(' ').trim();
   if (ctx.decimalComma) s = s.replace(/^(-?\d+),(\d+)$/, '$1.$2');
+  s = s.replace(/(\d*)\.(\d*)\\overline\s*\{(\d{1,12})\}/g, (_m, i: string, f: string, r: string) =>
+    repeating(i, f, r),
+  );
   // Mixed numbers: `-3 \frac{1}{2}` = -(3 + 1/2) when the fraction is proper (MATH convention).
   s = s.replace(/(^|[\s(+=])(-?)(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}/g, (m, pre, sign, w, a, b) =>
     Number(a) < Number(b) ? `${pre}${sign}(${w}+\\frac{${a}}{${b}})` : m,
   );
   s = s.replace(/^\.(\d)/, '0.$1').replace(/([^\d])\.(\d)/g, '$10.$2');
-  return { t: 'expr', latex: s, percent };
+  return degree ? { t: 'expr', latex: s, percent, degree } : { t: 'expr', latex: s, percent };
+}
+
+/** `0.1\overline{6}` → `\frac{15}{90}`: a repeating decimal as an exact fraction. */
+function repeating(int: string, fixed: string, rep: string): string {
+  const a = BigInt(`${int || '0'}${fixed}${rep}`) - BigInt(`${int || '0'}${fixed}`);
+  const den = `${'9'.repeat(rep.length)}${'0'.repeat(fixed.length)}`;
+  return `\\frac{${a}}{${den}}`;
 }
 
 function textNode(s: string): Node | null {

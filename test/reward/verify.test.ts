@@ -135,3 +135,16 @@ describe('verify: numeric probing', () => {
     expect(verify('\\frac{n(n+1)}{2}', '\\sum_{k=1}^{n+1} k').equal).toBe(false);
   });
 });
+
+describe('verify: degrees and repeating decimals', () => {
+  it('reads 90^\\circ as 90 or as π/2, and 0.\\overline{3} as 1/3', () => {
+    expect(verify('90^\\circ', '90').equal).toBe(true);
+    expect(verify('90^\\circ', '\\frac{\\pi}{2}').equal).toBe(true);
+    expect(verify('\\frac{\\pi}{4}', '45°').equal).toBe(true);
+    expect(verify('90^\\circ', '\\frac{\\pi}{3}').equal).toBe(false);
+    expect(verify('\\frac{1}{3}', '0.\\overline{3}').equal).toBe(true);
+    expect(verify('\\frac{1}{6}', '0.1\\overline{6}').equal).toBe(true);
+    expect(verify('\\frac{1}{3}', '0.\\overline{33}').equal).toBe(true);
+    expect(verify('\\frac{1}{3}', '0.\\overline{4}').equal).toBe(false);
+  });
+});
