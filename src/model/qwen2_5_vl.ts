@@ -4,15 +4,16 @@
 //
 // Shape legend: B batch, T new tokens, S = cached + new slots, D hidden, V vocab rows, N patches, M = N/4.
 //
-// Usage:
+// Usage (call `await initBackend()` from src/backend first: it picks the backend and registers tfjs gradients):
 //   const model = await Qwen2_5_VL.load('models/qwen2.5-vl-3b');        // config.json + safetensors (1 or n shards)
 //   const { logits, ropeDeltas } = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw });
 //   // greedy decoding with a KV cache: prefill, then one token per step
 //   const cache = new KVCache();
 //   let out = model.forward({ inputIds, attentionMask, pixelValues, imageGridThw }, { cache, lastOnly: true });
 //   for (let s = 0; s < 8; s++) {
-//     const next = (await tf.argMax(out.logits, -1).array()) as number[][];   // [B][1]
-//     out.logits.dispose();
+//     const best = tf.argMax(out.logits, -1);                                   // [B, 1]
+//     const next = (await best.array()) as number[][];
+//     tf.dispose([best, out.logits]);
 //     out = model.forward({ inputIds: next }, { cache });                      // positions = cache.length + ropeDelta
 //   }
 //   out.logits.dispose(); cache.dispose(); model.dispose();
