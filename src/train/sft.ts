@@ -28,6 +28,8 @@ import { processor } from '../data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
 import { parseConfig } from '../model/config.js';
 import { QWEN_PAD_ID } from '../model/generate.js';
+import { gatherRows } from '../model/layers.js';
+import { IGNORE_INDEX, tokenLogprobsFromHidden } from '../model/loss.js';
 import { type ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
@@ -148,7 +150,7 @@ export async function evalLoss(
       padSide,
     );
     const inputs = await batchInputs(batch);
-    const sum = tf.tidy(() => model.loss(inputs, batch.labels, { numItemsInBatch: 1 }));
+    const sum = sftLoss(model, inputs, batch.labels, 1);
     nll += (await sum.data())[0];
     tf.dispose([sum, inputs.pixelValues ?? []]);
     count += lossTokens(batch.labels);
@@ -161,9 +163,52 @@ export async function evalLoss(
  * @example lossTokens([[-100, 5, 6], [7, -100, 8]]) // 3
  */
 export function lossTokens(labels: number[][]): number {
-  let n = 0;
-  for (const row of labels) for (let t = 1; t < row.length; t++) if (row[t] !== -100) n++;
-  return n;
+  return labelRows(labels).rows.length;
+}
+
+/**
+ * Positions whose next token is a label, as flat rows `b*T + t` of `[B*T, D]`, and those next tokens.
+ * @example labelRows([[-100, 5, 6]]) // { rows: [0, 1], targets: [5, 6] }
+ */
+export function labelRows(labels: number[][]): { rows: number[]; targets: number[] } {
+  const rows: number[] = [];
+  const targets: number[] = [];
+  labels.forEach((row, b) => {
+    for (let t = 0; t + 1 < row.length; t++) {
+      if (row[t + 1] === IGNORE_INDEX) continue;
+      rows.push(b * row.length + t);
+      targets.push(row[t + 1]);
+    }
+  });
+  return { rows, targets };
+}
+
+/**
+ * The HF causal-LM loss `-sum(log p(label)) / numItemsInBatch`, evaluating the LM head only at positions that have a
+ * label: prompt and padding rows never reach the `[N, V]` head, which dominates the cost of small models.
+ * Same value as `model.loss(inputs, labels, { numItemsInBatch })`. Builds its result in a tidy; use in tf.variableGrads.
+ * @example tf.variableGrads(() => sftLoss(model, inputs, batch.labels, 42), vars)
+ */
+export function sftLoss(
+  model: Qwen2_5_VL,
+  inputs: ModelInputs,
+  labels: number[][],
+  numItemsInBatch: number,
+  opts: { recompute?: boolean } = {},
+): tf.Scalar {
+  const { rows, targets } = labelRows(labels);
+  return tf.tidy(() => {
+    const { hidden } = model.hidden(inputs, { recompute: opts.recompute });
+    if (rows.length === 0) return tf.mul(tf.sum(hidden), 0) as tf.Scalar;
+    const [B, T, D] = hidden.shape;
+    const h = tf.reshape(gatherRows(tf.reshape(hidden, [B * T, D]), rows), [
+      1,
+      rows.length,
+      D,
+    ]) as tf.Tensor3D;
+    const lp = tokenLogprobsFromHidden(model.params, model.config, h, [targets]);
+    return tf.div(tf.neg(tf.sum(lp)), Math.max(numItemsInBatch, 1)) as tf.Scalar;
+  });
 }
 
 /** One optimizer step's micro-batches: closures for the trainer and the tensors to free afterwards. */
@@ -178,7 +223,7 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
   const closures = micro.map(
     ({ batch, inputs }) =>
       () =>
-        model.loss(inputs, batch.labels, { numItemsInBatch, recompute: c.recompute }),
+        sftLoss(model, inputs, batch.labels, numItemsInBatch, { recompute: c.recompute }),
   );
   const dispose = () =>
     tf.dispose(micro.flatMap((m) => (m.inputs.pixelValues ? [m.inputs.pixelValues] : [])));

@@ -14,10 +14,10 @@ import type { TokenizeFn } from '../../src/data/dataset.js';
 import { processImage } from '../../src/data/image.js';
 import { loadWeights } from '../../src/io/checkpoint.js';
 import { SftConfig } from '../../src/train/config.js';
-import { loadModelSpec, lossTokens, type SftDeps, trainSft } from '../../src/train/sft.js';
+import { loadModelSpec, lossTokens, type SftDeps, sftLoss, trainSft } from '../../src/train/sft.js';
 import { listCheckpoints } from '../../src/train/state.js';
 import { readStepLog } from '../../src/util/log.js';
-import { FIXTURE, ROOT } from '../helpers.js';
+import { expectClose, FIXTURE, maxDiff, ROOT } from '../helpers.js';
 
 let tmp: string;
 let modelJson: string;
@@ -260,6 +260,40 @@ describe('trainSft', () => {
     expect(plain.steps).toBe(3);
     expect(packed.steps).toBeLessThan(3);
     expect(packed.losses.every(Number.isFinite)).toBe(true);
+  });
+
+  it('sftLoss (LM head only at label positions) equals model.loss in value and gradients', async () => {
+    const model = await loadModelSpec(modelJson, 9);
+    const inputs = {
+      inputIds: [
+        [2, 20, 21, 3, 30, 31, 4],
+        [2, 22, 3, 32, 4, 0, 0],
+      ],
+      attentionMask: [
+        [1, 1, 1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 1, 0, 0],
+      ],
+    };
+    const labels = [
+      [-100, -100, -100, -100, 30, 31, 4],
+      [-100, -100, -100, 32, 4, -100, -100],
+    ];
+    const n = lossTokens(labels);
+    const vars = Object.values(model.params) as tf.Variable[];
+    const ref = tf.variableGrads(() => model.loss(inputs, labels, { numItemsInBatch: n }), vars);
+    const got = tf.variableGrads(() => sftLoss(model, inputs, labels, n), vars);
+    expectClose(await got.value.data(), await ref.value.data(), 1e-6, 'sftLoss vs model.loss');
+    let worst = 0;
+    for (const v of vars) {
+      const g = got.grads[v.name];
+      const r = ref.grads[v.name];
+      expect(!g, v.name).toBe(!r);
+      if (g && r) worst = Math.max(worst, maxDiff(await g.data(), await r.data()).abs);
+    }
+    console.log(`gradients: max abs diff ${worst.toExponential(3)}`);
+    expect(worst).toBeLessThanOrEqual(1e-6);
+    tf.dispose([got.value, ref.value, ...Object.values(got.grads), ...Object.values(ref.grads)]);
+    model.dispose();
   });
 
   it('counts loss tokens as the shifted HF loss does', () => {
