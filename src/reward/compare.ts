@@ -197,11 +197,7 @@ function relSides(a: string, op: RelOp, b: string): { f: string; op: RelOp } {
 }
 
 /** `f1 op 0` ≡ `f2 op 0` when f1 = c·f2 for a constant c (c > 0 for inequalities), by probing. */
-function relationEqual(
-  g: Extract<Node, { t: 'rel' }>,
-  p: Extract<Node, { t: 'rel' }>,
-  o: CompareOptions,
-): boolean {
+function relationEqual(g: Extract<Node, { t: 'rel' }>, p: Extract<Node, { t: 'rel' }>): boolean {
   if (g.ops.length !== p.ops.length) return false;
   const side = (n: Node) => (n.t === 'expr' ? n.latex : '');
   for (let i = 0; i < g.ops.length; i++) {
@@ -209,14 +205,14 @@ function relationEqual(
     const candidates = [i, p.ops.length - 1 - i];
     const ok = candidates.some((j) => {
       const b = relSides(side(p.parts[j]), p.ops[j], side(p.parts[j + 1]));
-      return a.op === b.op && proportional(a.f, b.f, a.op === '=' || a.op === '\\ne', o);
+      return a.op === b.op && proportional(a.f, b.f, a.op === '=' || a.op === '\\ne');
     });
     if (!ok) return false;
   }
   return true;
 }
 
-function proportional(fa: string, fb: string, anySign: boolean, o: CompareOptions): boolean {
+function proportional(fa: string, fb: string, anySign: boolean): boolean {
   const a = casParse(fa);
   const b = casParse(fb);
   if (a === null || b === null) return false;
@@ -351,7 +347,7 @@ export function nodesEqual(g: Node, p: Node, o: CompareOptions): boolean {
   }
   if (g.t === 'assign') return p.t === 'rel' ? nodesEqual(assignToRel(g), p, o) : nodesEqual(g.value, p, o);
   if (p.t === 'assign') return g.t === 'rel' ? nodesEqual(g, assignToRel(p), o) : nodesEqual(g, p.value, o);
-  if (g.t === 'rel' && p.t === 'rel') return relationEqual(g, p, o);
+  if (g.t === 'rel' && p.t === 'rel') return relationEqual(g, p);
   if (
     g.t === 'rel' &&
     (p.t === 'interval' || (p.t === 'list' && p.bracket === '(' && p.items.length === 2))

@@ -13,7 +13,11 @@ function capture() {
   const lines: string[] = [];
   const log = vi.spyOn(console, 'log').mockImplementation((...a) => void lines.push(a.join(' ')));
   const err = vi.spyOn(console, 'error').mockImplementation((...a) => void lines.push(a.join(' ')));
-  return { lines, restore: () => (log.mockRestore(), err.mockRestore()) };
+  const restore = () => {
+    log.mockRestore();
+    err.mockRestore();
+  };
+  return { lines, restore };
 }
 
 afterEach(() => vi.restoreAllMocks());
