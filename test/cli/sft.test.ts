@@ -133,7 +133,7 @@ describe('ovr-train sft', () => {
       1,
       'wasm',
       1e-3,
-      2,
+      1,
     ]);
     const log = readStepLog(path.join(outDir, 'log.jsonl'));
     expect(log).toHaveLength(1);
