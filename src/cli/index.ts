@@ -22,6 +22,14 @@ const COMMANDS: Record<string, Command> = {
     summary: 'complete one prompt (optionally with an image) from a model or checkpoint dir',
     load: async () => (await import('./generate.js')).generateCommand,
   },
+  demo: {
+    summary: 'the OVR pipeline in miniature: text SFT cold start, then GRPO on images (offline, <= 10 min)',
+    load: async () => (await import('./demo.js')).demoCommand,
+  },
+  eval: {
+    summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
+    load: async () => (await import('./eval.js')).evalCommand,
+  },
 };
 
 function usage(): string {
