@@ -249,6 +249,10 @@ export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node 
   if (s === '\\ldots') return { t: 'ellipsis' };
   const approx = splitTop(s, /\\approx|\\simeq/g).parts;
   if (approx.length > 1 && approx[0].length > 0) return parseNode(approx[0], ctx, depth + 1);
+  const member = splitTop(s, /\\in(?![a-zA-Z])/g).parts;
+  if (member.length === 2 && !/[,;]/.test(member[0])) {
+    return { t: 'member', set: parseNode(member[1], ctx, depth + 1) };
+  }
   const union = splitTop(s, /\\cup(?![a-zA-Z])/g).parts;
   if (union.length > 1) return { t: 'union', items: union.map((p) => parseNode(p, ctx, depth + 1)) };
   const alt = splitTop(
@@ -275,8 +279,6 @@ export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node 
       '',
     );
   }
-  const member = splitTop(s, /\\in(?![a-zA-Z])/g).parts;
-  if (member.length === 2) return { t: 'member', set: parseNode(member[1], ctx, depth + 1) };
   const rel = relationNode(s, ctx, depth);
   if (rel) return rel;
   const ratio = splitTop(s, /:/g).parts;

@@ -148,3 +148,61 @@ describe('verify: degrees and repeating decimals', () => {
     expect(verify('\\frac{1}{3}', '0.\\overline{4}').equal).toBe(false);
   });
 });
+
+// Common answer pairs in the style of Math-Verify's suite (gold, prediction, expected).
+const MORE: [string, string, boolean][] = [
+  ['$\\frac{1}{2}$', '0.5', true],
+  ['$2\\sqrt{2}$', '$\\sqrt{8}$', true],
+  ['$(1,2)$', '$(1, 2)$', true],
+  ['$\\{1,2\\}$', '$\\{2,1\\}$', true],
+  ['$a+b$', '$b+a$', true],
+  ['$x \\in [1,2]$', '$[1,2]$', true],
+  ['1000000', '1 000 000', true],
+  ['$\\frac{\\sqrt{3}}{3}$', '$\\frac{1}{\\sqrt{3}}$', true],
+  ['$y = 2x + 3$', '$y=3+2x$', true],
+  ['$x^2+y^2=4$', '$y^2+x^2=4$', true],
+  ['$\\log_2 8$', '3', true],
+  ['$-\\frac{1}{2}$', '$\\frac{-1}{2}$', true],
+  ['$(1,2)$', '$(2,1)$', false],
+  ['$\\{(1,2),(2,1)\\}$', '$(2,1),(1,2)$', true],
+  ['$2^{10}$', '1024', true],
+  ['$e^{i\\pi}$', '-1', true],
+  ['$3 \\text{ and } 4$', '$3, 4$', true],
+  ['$x<1$', '$x \\le 1$', false],
+  ['$\\frac{\\pi}{3}$', '$60^\\circ$', true],
+  ['$\\infty$', '$\\infty$', true],
+  ['$-\\infty$', '−∞', true],
+  ['$\\text{(B)}$', 'The answer is B', true],
+  ['$5$', 'The answer is $5$.', true],
+  ['$(-\\infty, 2) \\cup (3, \\infty)$', '$x \\in (-\\infty,2)\\cup(3,\\infty)$', true],
+  ['$\\$5.00$', '5', true],
+  ['$5\\%$', '$0.05$', true],
+  ['$\\frac{1}{4}$', '$25\\%$', true],
+  ['8', '8.0', true],
+  ['$\\sqrt{2}$', '1.414', false],
+  ['$1.414$', '$\\sqrt{2}$', false],
+  ['$f(x)=x^2$', '$x^2$', true],
+  ['$\\begin{pmatrix}1\\\\2\\end{pmatrix}$', '$(1,2)$', false],
+  ['12', 'twelve', false],
+  ['$x=2$ or $x=3$', '$2, 3$', true],
+  ['$\\frac{a}{b}$', '$a/b$', true],
+  ['$ab$', '$ba$', true],
+  ['$\\angle ABC = 30^\\circ$', '30', true],
+  ['$k \\ge 2$', '$[2, \\infty)$', true],
+  ['$x > 2$', '$(2,\\infty)$', true],
+  ['$x>2$', '$(-\\infty, 2)$', false],
+  ['\\text{No}', '\\text{no}', true],
+  ['\\text{yes}', '\\text{no}', false],
+  ['$0$', '$-0$', true],
+  ['$\\emptyset$', '$\\{1\\}$', false],
+  ['$1$', '$1.0000001$', false],
+  ['$\\frac{2}{3}$', '$0.6666666667$', true],
+  ['$\\frac{2}{3}$', '$0.666666666666667$', true],
+];
+
+describe('verify: common pairs', () => {
+  it.each(MORE)('%s vs %s → %s', (gold, pred, want) => {
+    const v = verify(gold, pred);
+    expect(v.equal, `${v.reason} (extracted ${v.extracted})`).toBe(want);
+  });
+});
