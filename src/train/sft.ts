@@ -230,6 +230,41 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
   return { closures, tokens, dispose };
 }
 
+/** Fields that must not change across a resume: they fix the data order, the batches or the trainable set. */
+const RESUME_FIXED = [
+  'seed',
+  'batchSize',
+  'gradAccumSteps',
+  'lengthGrouping',
+  'packing',
+  'maxSeqLen',
+  'trainable',
+];
+const RESUME_FIXED_DATA = [
+  'train',
+  'format',
+  'questionField',
+  'solutionField',
+  'answerField',
+  'promptTemplate',
+];
+
+/**
+ * Differences between a checkpoint's saved config and the current one in fields a resume must keep.
+ * @example resumeMismatches({ batchSize: 2 }, cfg) // ['batchSize was 2, now 4']
+ */
+export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
+  const s = (saved ?? {}) as Record<string, any>;
+  const out: string[] = [];
+  const cmp = (name: string, a: unknown, b: unknown) => {
+    if (a !== undefined && JSON.stringify(a) !== JSON.stringify(b))
+      out.push(`${name} was ${JSON.stringify(a)}, now ${JSON.stringify(b)}`);
+  };
+  for (const k of RESUME_FIXED) cmp(k, s[k], (now as Record<string, unknown>)[k]);
+  for (const k of RESUME_FIXED_DATA) cmp(`data.${k}`, s.data?.[k], (now.data as Record<string, unknown>)[k]);
+  return out;
+}
+
 /**
  * Runs SFT as configured; see the file header. Writes `outDir/training_config.json`, `outDir/log.jsonl` and
  * `outDir/checkpoint-<step>/` (every `saveEvery` steps and at the end).
@@ -275,6 +310,13 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
     const dir = await resolveResume(c.resume, c.outDir);
     if (!dir) return false;
     const state = await trainer.resume(dir);
+    const changed = resumeMismatches(state.resolvedConfig, c);
+    if (changed.length > 0) {
+      throw new Error(
+        `resume from ${dir}: ${changed.join('; ')}. These fix the data order and the trained parameters, so the run ` +
+          'could not continue exactly: use the saved values, or start a fresh run in another outDir',
+      );
+    }
     data.seek(state.dataPosition);
     info(`sft: resumed from ${dir} at step ${state.step}`);
     return true;

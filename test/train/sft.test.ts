@@ -198,6 +198,8 @@ describe('trainSft', () => {
     const log = readStepLog(path.join(crashDir, 'log.jsonl'));
     expect(log.map((x) => x.loss)).toEqual(full.losses);
     expect((await listCheckpoints(crashDir)).map((x) => x.step)).toEqual([3, 6]);
+    const changed = config({ ...base, outDir: crashDir, resume: 'latest', batchSize: 3 }, { train });
+    await expect(trainSft(changed, deps())).rejects.toThrow(/batchSize was 2, now 3/);
   });
 
   it('trains on question/solution rows and logs eval loss every N steps', async () => {
