@@ -226,8 +226,8 @@ export function extractChoice(text: string, choices: string[] = DEFAULT_CHOICES)
   const inner = answerTag(tail) ?? tail;
   const boxed = lastBoxed(inner);
   if (boxed) {
-    const c = choiceLetter(boxed.text, choices) ?? leadingChoice(boxed.text, L);
-    if (c) return c;
+    // A committed boxed answer that is not a letter is not a choice: never fall back to letters in the prose.
+    return choiceLetter(boxed.text, choices) ?? leadingChoice(boxed.text, L);
   }
   const phrase = new RegExp(`answer\\s*(?:is|:)?\\s*:?\\s*[$(\\\\text{\\s]*([${L}])(?![a-zA-Z])`, 'gi');
   let hit: string | null = null;

@@ -49,6 +49,15 @@ interface Slot {
   timer: NodeJS.Timeout | null;
 }
 
+/** tsx's ESM API, resolved from this file (not from the cwd) when the runtime allows it. */
+function tsxApi(): string {
+  try {
+    return import.meta.resolve('tsx/esm/api');
+  } catch {
+    return 'tsx/esm/api';
+  }
+}
+
 /** How to start a worker: the compiled .js when present, else the .ts source through tsx. Exported for tests. */
 export function workerSource(): { src: string | URL; eval: boolean } {
   const js = new URL('./worker.js', import.meta.url);
@@ -59,7 +68,7 @@ export function workerSource(): { src: string | URL; eval: boolean } {
       `VerifierPool: no worker file next to ${fileURLToPath(import.meta.url)}; run \`npm run build\``,
     );
   }
-  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); })`;
+  const boot = `import(${JSON.stringify(tsxApi())}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); })`;
   return {
     src: `${boot}.catch((e) => { console.error('reward worker failed to start:', e); process.exit(1); });`,
     eval: true,

@@ -86,6 +86,7 @@ describe('extractChoice', () => {
     ['\\mathrm{(D)\\}1,008,016', 'D'],
     ['the answer is $\\boxed{\\text{(C)}}$', 'C'],
     ['No valid answer here', null],
+    ['A quick check gives $\\boxed{12}$', null],
   ])('%s → %s', (s, want) => {
     expect(extractChoice(s, L)).toBe(want);
   });
