@@ -18,17 +18,26 @@ export function param(params: Params, key: string): tf.Tensor {
 }
 
 /**
+ * `x [N, K] · W[O, K]^T` → `[N, O]`. When the weight outweighs x plus the output (`N·(K+O) < O·K`, e.g. decoding),
+ * it is computed as `(W · x^T)^T`: the same dot products, but no transposed copy of the big operand.
+ * NOTE: tfjs-wasm only reaches XNNPACK without transpose flags, so a transposed weight is copied on every call
+ * (the LM head: 660 ms vs 90 ms per decode step at V=151936, D=256).
+ * @example matMulWT(hidden2d, params['lm_head.weight']) // [N, V]
+ */
+export function matMulWT(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const [N, K] = x.shape;
+  const O = w.shape[0];
+  if (N * (K + O) < O * K) return tf.tidy(() => tf.transpose(tf.matMul(w, x, false, true)) as tf.Tensor2D);
+  return tf.matMul(x, w, false, true);
+}
+
+/**
  * `y = x W^T + b` for 2-D `x [N, Din]`, `W [Dout, Din]` (PyTorch layout), optional `b [Dout]`.
  * @example linear(params, 'model.layers.0.self_attn.q_proj', x2d, true) // [N, Dout]
  */
 export function linear(params: Params, prefix: string, x: tf.Tensor, bias: boolean): tf.Tensor2D {
   return tf.tidy((): tf.Tensor2D => {
-    const y: tf.Tensor2D = tf.matMul(
-      x as tf.Tensor2D,
-      param(params, `${prefix}.weight`) as tf.Tensor2D,
-      false,
-      true,
-    );
+    const y = matMulWT(x as tf.Tensor2D, param(params, `${prefix}.weight`) as tf.Tensor2D);
     return bias ? (tf.add(y, param(params, `${prefix}.bias`)) as tf.Tensor2D) : y;
   });
 }

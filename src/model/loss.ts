@@ -6,7 +6,7 @@
 // Shape legend: B batch, T positions, N = B·T rows, D hidden, V vocab rows.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Qwen2_5_VLConfig } from './config.js';
-import { gatherRows, type Params } from './layers.js';
+import { gatherRows, matMulWT, type Params } from './layers.js';
 import { lmHeadWeight } from './text.js';
 
 /** HF ignore index. */
@@ -57,9 +57,7 @@ export function chunkedLogSumExp(h: tf.Tensor2D, w: tf.Tensor2D, chunk = 256): t
     tf.slice(x, [s, 0], [Math.min(chunk, N - s), x.shape[1]]);
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [hh, ww, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-    const lse = tf.concat(
-      starts.map((s) => tf.logSumExp(tf.matMul(part(hh, s), ww, false, true), -1)),
-    ) as tf.Tensor1D;
+    const lse = tf.concat(starts.map((s) => tf.logSumExp(matMulWT(part(hh, s), ww), -1))) as tf.Tensor1D;
     save([hh, ww, lse]);
     return {
       value: lse,
@@ -70,7 +68,7 @@ export function chunkedLogSumExp(h: tf.Tensor2D, w: tf.Tensor2D, chunk = 256): t
         // d lse / d logits = softmax; fold dy into the small [n, D] operands instead of the [n, V] one.
         let dw: tf.Tensor = tf.zerosLike(ws);
         const dh = starts.map((s) => {
-          const p = tf.exp(tf.sub(tf.matMul(part(hs, s), ws, false, true), part(lse2, s))) as tf.Tensor2D;
+          const p = tf.exp(tf.sub(matMulWT(part(hs, s), ws), part(lse2, s))) as tf.Tensor2D;
           dw = tf.add(dw, tf.matMul(p, tf.mul(part(hs, s), part(dy2, s)) as tf.Tensor2D, true, false));
           return tf.mul(tf.matMul(p, ws), part(dy2, s));
         });

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { gqaAttention } from './attention.js';
 import type { Qwen2_5_VLConfig } from './config.js';
-import { gatherRows, linear, type Params, param, rmsNorm, swiglu } from './layers.js';
+import { gatherRows, linear, matMulWT, type Params, param, rmsNorm, swiglu } from './layers.js';
 import { applyRotary, mropeCosSin, ropeInvFreq } from './rope.js';
 import type { Trace } from './vision.js';
 
@@ -240,7 +240,7 @@ export function lmLogits(params: Params, cfg: Qwen2_5_VLConfig, hidden: tf.Tenso
   return tf.tidy(() => {
     const [B, T, D] = hidden.shape;
     const w = lmHeadWeight(params, cfg);
-    return tf.reshape(tf.matMul(tf.reshape(hidden, [B * T, D]) as tf.Tensor2D, w, false, true), [
+    return tf.reshape(matMulWT(tf.reshape(hidden, [B * T, D]) as tf.Tensor2D, w), [
       B,
       T,
       w.shape[0],

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type SegmentLayout, segmentedAttention, segmentLayout } from './attention.js';
 import type { Qwen2_5_VLConfig, VisionConfig } from './config.js';
-import { gatherRows, geluErf, linear, type Params, param, rmsNorm, swiglu } from './layers.js';
+import { gatherRows, geluErf, linear, matMulWT, type Params, param, rmsNorm, swiglu } from './layers.js';
 import { applyRotary, duplicatedCosSin, ropeInvFreq, visionRotaryAngles } from './rope.js';
 
 /** The vision RMSNorm eps is hard-coded in HF (not read from the config). */
@@ -72,7 +72,7 @@ export function patchEmbed(params: Params, pixelValues: tf.Tensor2D): tf.Tensor2
         `pixelValues rows have ${pixelValues.shape[1]} values but the patch embed expects ${flat.shape[1]} (C·Tp·ps·ps)`,
       );
     }
-    return tf.matMul(pixelValues, flat, false, true);
+    return matMulWT(pixelValues, flat);
   });
 }
 
