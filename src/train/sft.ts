@@ -34,7 +34,7 @@ import { type ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import type { SftConfig } from './config.js';
-import { resolveResume, writeRunConfig } from './state.js';
+import { latestCheckpoint, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
 /** models/tiny/config.json of this package (resolves from src/train and dist/train alike). */
@@ -275,6 +275,7 @@ export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
 export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
   const info = deps.info ?? ((l: string) => console.error(l));
   await Trainer.ready();
+  await checkFreshOutDir(c);
   await writeRunConfig(c.outDir, c);
   const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
   const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);
@@ -297,7 +298,7 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
     deps.progress === null ? undefined : new ProgressBar(totalSteps, deps.progress ?? process.stderr);
   const trainer = new Trainer({ model, config: c, totalSteps, logger: logger ?? undefined, progress: bar });
   try {
-    await resume();
+    await resumeRun(c, trainer, data, info);
     return await runLoop({ c, model, data, trainer, evalSet, padId, totalSteps, info });
   } finally {
     bar?.done();
@@ -305,22 +306,43 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
     trainer.dispose();
     if (!deps.model) model.dispose();
   }
+}
 
-  async function resume(): Promise<boolean> {
-    const dir = await resolveResume(c.resume, c.outDir);
-    if (!dir) return false;
-    const state = await trainer.resume(dir);
-    const changed = resumeMismatches(state.resolvedConfig, c);
-    if (changed.length > 0) {
-      throw new Error(
-        `resume from ${dir}: ${changed.join('; ')}. These fix the data order and the trained parameters, so the run ` +
-          'could not continue exactly: use the saved values, or start a fresh run in another outDir',
-      );
-    }
-    data.seek(state.dataPosition);
-    info(`sft: resumed from ${dir} at step ${state.step}`);
-    return true;
+/**
+ * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
+ * @example await checkFreshOutDir(cfg); // throws "... pass --resume latest ..." if outDir has checkpoint-* dirs
+ */
+export async function checkFreshOutDir(c: SftConfig): Promise<void> {
+  if (c.resume !== undefined) return;
+  const last = await latestCheckpoint(c.outDir);
+  if (last) {
+    throw new Error(
+      `outDir ${c.outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
+        'that run, or choose another --out-dir',
+    );
   }
+}
+
+/** On `resume`: checks the saved config, restores weights/optimizer/step/rng and moves the data stream. */
+async function resumeRun(
+  c: SftConfig,
+  trainer: Trainer,
+  data: SftBatches,
+  info: (l: string) => void,
+): Promise<void> {
+  const dir = await resolveResume(c.resume, c.outDir);
+  if (!dir) return;
+  const saved = JSON.parse(await readFile(path.join(dir, 'training_config.json'), 'utf8'));
+  const changed = resumeMismatches(saved, c);
+  if (changed.length > 0) {
+    throw new Error(
+      `resume from ${dir}: ${changed.join('; ')}. These fix the data order and the trained parameters, so the run ` +
+        'could not continue exactly: use the saved values, or start a fresh run in another outDir',
+    );
+  }
+  const state = await trainer.resume(dir);
+  data.seek(state.dataPosition);
+  info(`sft: resumed from ${dir} at step ${state.step}`);
 }
 
 interface LoopArgs {
