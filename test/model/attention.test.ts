@@ -10,7 +10,7 @@ import {
   segmentedAttention,
   segmentLayout,
 } from '../../src/model/attention.js';
-import { gatherRows, geluErf, param, rmsNorm } from '../../src/model/layers.js';
+import { gatherRows, geluErf, matMulWT, param, rmsNorm } from '../../src/model/layers.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose } from '../helpers.js';
 import { setupBackend } from './fixture.js';
@@ -166,6 +166,28 @@ describe('layers', () => {
     expect(Array.from(await g.data())).toEqual([100, 1000, 0, 0, 3, 30]);
     expect(() => gatherRows(x, [3])).toThrow(/index 3 out of range \[0, 3\)/);
     tf.dispose([x, c, y, g]);
+  });
+  it('matMulWT equals x·W^T on both branches (small x → (W·x^T)^T, large x → direct); gradients too', async () => {
+    const rng = new Rng(9);
+    const w = tf.tensor2d(rand(rng, 40 * 8), [40, 8]);
+    for (const n of [1, 200]) {
+      const x = tf.tensor2d(rand(rng, n * 8), [n, 8]);
+      const y = matMulWT(x, w);
+      const xs = await x.array();
+      const ws = await w.array();
+      const ref = xs.flatMap((row) => ws.map((wr) => wr.reduce((a, v, k) => a + v * row[k], 0)));
+      expectClose(await y.data(), ref, 1e-5, `matMulWT n=${n}`);
+      const [gx, gw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.square(matMulWT(a as tf.Tensor2D, b as tf.Tensor2D))),
+      )([x, w]);
+      const [rx, rw] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.square(tf.matMul(a, b, false, true))),
+      )([x, w]);
+      expectClose(await gx.data(), await rx.data(), 1e-4, `matMulWT dx n=${n}`);
+      expectClose(await gw.data(), await rw.data(), 1e-4, `matMulWT dw n=${n}`);
+      tf.dispose([x, y, gx, gw, rx, rw]);
+    }
+    w.dispose();
   });
   it('param names the missing key', () => {
     expect(() => param({}, 'model.norm.weight')).toThrow(/missing parameter "model.norm.weight"/);
