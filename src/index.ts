@@ -66,7 +66,7 @@ export * from './backend/index.js';
 // Qwen2.5-VL forward (issue 4): layers, rope, attention, vision tower, text model, KV cache, loss, model class.
 // `Params` (any-tensor param record) is exported as ModelParams: io/checkpoint owns the Variable-valued `Params`.
 export type { Params as ModelParams } from './model/layers.js';
-export { gatherRows, geluErf, linear, param, rmsNorm, silu, swiglu } from './model/layers.js';
+export { gatherRows, geluErf, linear, matMulWT, param, rmsNorm, silu, swiglu } from './model/layers.js';
 export * from './model/rope.js';
 export * from './model/attention.js';
 export * from './model/vision.js';
