@@ -86,6 +86,8 @@ export interface BatchRewardOptions extends RewardOptions {
   format?: RewardFormat;
   /** One per completion ('length' scores 0). */
   finishReasons?: (string | null | undefined)[];
+  /** Called once per scored completion with its reason and verdict (timeouts: `verdict.timedOut`), for logging. */
+  onScore?: (index: number, scored: ScoredCompletion) => void;
 }
 
 /**
@@ -112,7 +114,9 @@ export async function mathRewardBatch(
       const gold = golds[i];
       if (gold === null || gold === undefined || gold.trim() === '') return null;
       const input = { completion, gold, format: opts.format, finishReason: opts.finishReasons?.[i] };
-      return mathReward(input, opts);
+      const scored = await scoreCompletion(input, opts);
+      opts.onScore?.(i, scored);
+      return scored.reward;
     }),
   );
 }

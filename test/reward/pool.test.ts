@@ -103,6 +103,13 @@ describe('math reward through the pool', () => {
       { pool, format: 'boxed', finishReasons: ['stop', 'stop', 'stop', 'stop'] },
     );
     expect(r).toEqual([1, null, 0, 0]);
+    const reasons: string[] = [];
+    await mathRewardBatch(['no box'], ['4'], {
+      pool,
+      format: 'boxed',
+      onScore: (i, s) => reasons.push(`${i}:${s.reason}`),
+    });
+    expect(reasons).toEqual(['0:no \\boxed{}']);
     await expect(mathRewardBatch(['a'], [], { pool })).rejects.toThrow(/1 completions but 0 golds/);
   });
 });
