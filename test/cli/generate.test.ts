@@ -16,7 +16,7 @@ import { saveWeights } from '../../src/io/checkpoint.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB } from '../../src/model/sampling.js';
-import { ROOT } from '../helpers.js';
+import { FIXTURE, ROOT } from '../helpers.js';
 
 let tmp: string;
 let ckpt: string;
@@ -96,6 +96,26 @@ describe('ovr-train generate', () => {
     expect(b.tokens).toEqual(a.tokens);
     expect(a.tokens).toHaveLength(2);
     expect(a.logprobs[0].every((x) => Number.isFinite(x) && x <= 0)).toBe(true);
+  }, 60_000);
+
+  it('--image: the prompt carries the image (greedy first token = argmax of a forward pass with its pixels)', async () => {
+    const image = path.join(FIXTURE, 'images', 'img_h56_w84.png');
+    const before = tf.memory().numTensors;
+    const out = await runGenerate(model, tok, args({ image, greedy: true, maxNewTokens: 2 }));
+    expect(tf.memory().numTensors).toBe(before);
+    const enc = await processor(promptMessages({ prompt: 'What is 2+3?', image }), {
+      tokenizer: tok,
+      addGenerationPrompt: true,
+    });
+    expect(enc.imageGridThw).toEqual([[1, 4, 6]]);
+    const pixelValues = tf.tensor2d(enc.pixelValues!, enc.pixelShape!);
+    const { logits } = model.forward(
+      { inputIds: enc.inputIds, pixelValues, imageGridThw: enc.imageGridThw },
+      { lastOnly: true },
+    );
+    const row = ((await logits.data()) as Float32Array).subarray(0, QWEN_REAL_VOCAB);
+    tf.dispose([logits, pixelValues]);
+    expect(out.tokens[0][0]).toBe(row.reduce((bi, x, i) => (x > row[bi] ? i : bi), 0));
   }, 60_000);
 
   it('--help lists the flags; a missing --prompt exits 2 naming it', async () => {
