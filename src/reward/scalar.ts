@@ -47,7 +47,7 @@ export function probePoints(vars: string[], integer: boolean): Record<string, nu
     const p: Record<string, number> = {};
     // Points 0-4 are positive (no branch cuts for sqrt/log); 5-7 negative (to separate x from |x|).
     for (const v of vars)
-      p[v] = integer ? 1 + Math.floor(next() * 7) : (k < 5 ? 1 : -1) * (0.35 + 2.6 * next());
+      p[v] = integer ? 1 + Math.floor(next() * 11) : (k < 5 ? 1 : -1) * (0.35 + 2.6 * next());
     pts.push(p);
   }
   return pts;
