@@ -87,3 +87,38 @@ export {
   TINY_CONFIG,
   trainSft,
 } from './train/sft.js';
+// demo pipeline (ovr-train demo), demo vocabulary/eval, benchmark eval harness (ovr-train eval), seeded Rng.
+export { Rng, type RngState } from './util/rng.js';
+export {
+  DEMO_MODEL_CONFIG,
+  type DemoOptions,
+  type DemoSummary,
+  demoDefaults,
+  formatSummary,
+  type GrpoStageOptions,
+  grpoStage,
+  type RolloutRecord,
+  rolloutRows,
+  runDemo,
+  type SftStageOptions,
+  type StageContext,
+  sftStage,
+} from './demo/pipeline.js';
+export {
+  type DemoBatch,
+  type DemoEvalResult,
+  type DemoEvalRow,
+  DemoVocab,
+  evalDemo,
+  promptBatch as demoPromptBatch,
+  sftBatch as demoSftBatch,
+} from './demo/eval.js';
+export { type EvalFormat, type EvalItem, readEvalItems, toItem as toEvalItem } from './eval/data.js';
+export {
+  type EvalOptions,
+  type EvalRecord,
+  type EvalSummary,
+  gradeCompletion,
+  runEval,
+  summarizeRecords,
+} from './eval/harness.js';

@@ -217,6 +217,7 @@ export interface RolloutRecord {
   completion: string;
   reward: number;
   tokens: number;
+  finishReason: string;
 }
 
 /** Rollouts of one GRPO step: G samples per prompt from one prefill, scored by the verifiable reward. */
@@ -309,6 +310,7 @@ async function grpoStep(
           completion,
           reward: rewards[r],
           tokens: gen.tokens[r].length,
+          finishReason: gen.finishReasons[r],
         };
       }),
     );
