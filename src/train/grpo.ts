@@ -620,7 +620,13 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
   const tok = deps.tokenizer ?? (await defaultTokenizer());
   const prompts = deps.prompts ?? (await loadPrompts(cfg.data.train, cfg.data));
   const vars = trainableParams(model, cfg.trainable);
-  const opt = new AdamW(vars, { betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
+  // NOTE: AdamW's constructor leaves its tf.zeros initial values undisposed (the moment Variables copy them); the
+  // tidy frees those, while Variables are never freed by tidy.
+  let opt: AdamW | undefined;
+  tf.tidy(() => {
+    opt = new AdamW(vars, { betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
+  });
+  if (!opt) throw new Error('AdamW construction failed');
   const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
   const state = resumeDir ? await loadTrainState(resumeDir) : undefined;
   if (resumeDir && state) {
