@@ -132,6 +132,7 @@ export function scalarEqual(
   p: Extract<Node, { t: 'expr' }>,
   o: CompareOptions,
 ): boolean {
+  if (!/[A-Za-z0-9\\]/.test(g.latex) || !/[A-Za-z0-9\\]/.test(p.latex)) return false;
   if (g.latex.replace(/\s+/g, '') === p.latex.replace(/\s+/g, '')) return true;
   // Two plain decimal literals compare exactly (digit by digit): 11111111100 ≠ 11111111101 under any tolerance.
   const dg = decimalKey(g.latex);

@@ -47,6 +47,9 @@ export interface Verdict {
   ms?: number;
 }
 
+/** An answer needs a letter, a digit or a LaTeX command after normalisation (`$$`, `%`, `{,}` are empty). */
+const MEANINGFUL = /[A-Za-z0-9\\]/;
+
 /** Default relative tolerance for closed numbers. */
 export const DEFAULT_RTOL = 1e-9;
 
@@ -149,10 +152,13 @@ export function verify(gold: string, prediction: string, opts: VerifyOptions = {
     };
   }
   const base = { gold: g.text, extracted: p.text };
-  const single = g.kind !== 'boxed_set' && p.kind !== 'boxed_set';
-  if (g.text.trim() === p.text.trim() && single) return { equal: true, reason: 'identical', ...base };
   const ng = normalizeAnswer(g.text);
   const np = normalizeAnswer(p.text);
+  if (!MEANINGFUL.test(ng) || !MEANINGFUL.test(np)) {
+    return { equal: false, reason: `empty ${MEANINGFUL.test(ng) ? 'predicted' : 'gold'} answer`, ...base };
+  }
+  const single = g.kind !== 'boxed_set' && p.kind !== 'boxed_set';
+  if (g.text.trim() === p.text.trim() && single) return { equal: true, reason: 'identical', ...base };
   if (ng === np && ng.length > 0 && single) {
     return { equal: true, reason: 'identical after normalisation', ...base };
   }

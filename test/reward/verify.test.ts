@@ -206,3 +206,12 @@ describe('verify: common pairs', () => {
     expect(v.equal, `${v.reason} (extracted ${v.extracted})`).toBe(want);
   });
 });
+
+describe('verify: empty answers', () => {
+  it('never matches answers with no content', () => {
+    expect(verify('$$', '$$').equal).toBe(false);
+    expect(verify('2', '\\boxed{\\%}').equal).toBe(false);
+    expect(verify('\\boxed{cm\\%}', '\\boxed{\\%}').equal).toBe(false);
+    expect(verify('', '').equal).toBe(false);
+  });
+});
