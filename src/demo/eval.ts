@@ -75,7 +75,7 @@ export class DemoVocab {
     const [head, tail] = [ids(DEMO_TEXT_SPECIALS), ids(DEMO_VISION_SPECIALS)];
     const seen = new Set<number>();
     for (const split of ['train', 'eval'] as const) {
-      for (const p of makeProblems({ seed: 0, split, count: 2000 })) {
+      for (const p of makeProblems({ seed: 0, split, count: 400 })) {
         const reply: ChatMessage = { role: 'assistant', content: p.target };
         const image: ChatMessage = {
           role: 'user',

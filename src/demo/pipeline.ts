@@ -110,6 +110,18 @@ async function optimStep(
   return { loss, gradNorm };
 }
 
+/**
+ * AdamW whose construction is wrapped in a tidy. NOTE: AdamW's constructor makes `tf.variable(tf.zeros(...))` and
+ * leaves the zeros tensors alive (two per parameter, freed by no one); the tidy frees them, variables survive.
+ */
+function newAdamW(params: Record<string, tf.Variable>, weightDecay: number): AdamW {
+  let opt: AdamW | undefined;
+  tf.tidy(() => {
+    opt = new AdamW(params, { weightDecay });
+  });
+  return opt as AdamW;
+}
+
 function paramsOf(vk: { vars: tf.Variable[]; key: Map<string, string> }): Record<string, tf.Variable> {
   return Object.fromEntries(vk.vars.map((v) => [vk.key.get(v.name) as string, v]));
 }
@@ -134,7 +146,7 @@ export async function sftStage(
   o: SftStageOptions,
 ): Promise<StepRecord[]> {
   const vk = keyedVariables(ctx.model, 'text');
-  const opt = new AdamW(paramsOf(vk), { weightDecay: 0.01 });
+  const opt = newAdamW(paramsOf(vk), 0.01);
   const schedule = warmupCosine({
     lr: o.lr,
     warmupSteps: o.warmupSteps,
@@ -256,7 +268,7 @@ export async function grpoStage(
   onRollouts?: (rows: RolloutRecord[]) => void,
 ): Promise<StepRecord[]> {
   const vk = keyedVariables(ctx.model, o.trainable);
-  const opt = new AdamW(paramsOf(vk), { weightDecay: 0 });
+  const opt = newAdamW(paramsOf(vk), 0);
   const schedule = warmupCosine({
     lr: o.lr,
     warmupSteps: o.warmupSteps,
