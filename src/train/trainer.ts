@@ -94,25 +94,37 @@ export function accumulateGrads(
   const list = names.map((n) => vars[n]);
   const sums: TensorMap = {};
   let loss: tf.Scalar = tf.scalar(0);
-  for (const f of losses) {
-    const { value, grads } = tf.variableGrads(f, list);
-    for (const n of names) {
-      const g = grads[vars[n].name];
-      if (!g) continue;
-      const old = sums[n];
-      sums[n] = old ? tf.add(old, g) : tf.clone(g);
-      old?.dispose();
+  try {
+    for (const f of losses) {
+      // tidy: when variableGrads throws (no connection), tfjs would otherwise strand the forward's loss tensor
+      const { value, grads } = tf.tidy(() => tf.variableGrads(f, list));
+      for (const n of names) {
+        const g = grads[vars[n].name];
+        if (!g) continue;
+        const old = sums[n];
+        sums[n] = old ? tf.add(old, g) : tf.clone(g);
+        old?.dispose();
+      }
+      tf.dispose(Object.values(grads).filter((g) => g));
+      const next = tf.add(loss, value) as tf.Scalar;
+      tf.dispose([loss, value]);
+      loss = next;
     }
-    tf.dispose(Object.values(grads).filter((g) => g));
-    const next = tf.add(loss, value) as tf.Scalar;
-    tf.dispose([loss, value]);
-    loss = next;
-  }
-  if (Object.keys(sums).length === 0) {
-    tf.dispose(loss);
-    throw new Error(
-      'accumulateGrads: no trainable parameter received a gradient; check trainable vs the inputs',
-    );
+    if (Object.keys(sums).length === 0) {
+      throw new Error(
+        'accumulateGrads: no trainable parameter received a gradient; check trainable vs the inputs',
+      );
+    }
+  } catch (e) {
+    // a failing closure (bad input, OOM) must not strand the sums of the micro-batches before it
+    tf.dispose([loss, ...Object.values(sums)]);
+    if (/Cannot find a connection between any variable/.test(String((e as Error)?.message))) {
+      throw new Error(
+        'accumulateGrads: no trainable parameter received a gradient; check trainable vs the inputs ' +
+          "(e.g. trainable 'vision' on text-only rows)",
+      );
+    }
+    throw e;
   }
   return { loss, grads: sums };
 }

@@ -11,7 +11,13 @@ import { loadConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { TRAINABLE_PARTS } from '../../src/train/config.js';
 import { listCheckpoints } from '../../src/train/state.js';
-import { isTrainable, selectTrainable, Trainer, type TrainerConfig } from '../../src/train/trainer.js';
+import {
+  accumulateGrads,
+  isTrainable,
+  selectTrainable,
+  Trainer,
+  type TrainerConfig,
+} from '../../src/train/trainer.js';
 import { JsonlLogger, readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, ROOT } from '../helpers.js';
@@ -184,6 +190,25 @@ describe('Trainer.trainStep', () => {
     expect(rows.map((r) => r.skipped ?? false)).toEqual([true, true, false, true, true, true]);
     expect(Number.isNaN(rows[0].loss)).toBe(true);
     t.dispose();
+    model.dispose();
+  });
+});
+
+describe('accumulateGrads', () => {
+  it('frees its partial sums when a later micro-batch fails, and names a gradient-less selection', async () => {
+    const model = Qwen2_5_VL.init(cfg, 5);
+    const vars = selectTrainable(model.params, 'lm');
+    const { inputs, labels } = batchOf([SEQ_B]);
+    const before = tf.memory().numTensors;
+    const bad = () => model.loss({ inputIds: [[1, 2, 999]] }, [[-100, 2, 999]]);
+    expect(() => accumulateGrads([() => model.loss(inputs, labels), bad], vars)).toThrow(/out of range/);
+    expect(tf.memory().numTensors).toBe(before);
+    // text-only input: the vision tower gets no gradient, so training only 'vision' cannot work
+    const vision = selectTrainable(model.params, 'vision');
+    expect(() => accumulateGrads([() => model.loss(inputs, labels)], vision)).toThrow(
+      /no trainable parameter received a gradient/,
+    );
+    expect(tf.memory().numTensors).toBe(before);
     model.dispose();
   });
 });
