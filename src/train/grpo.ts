@@ -18,11 +18,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { behaviorRates } from '../analysis/behaviors.js';
 import { initBackend } from '../backend/index.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
-import { loadWeights, saveWeights } from '../io/checkpoint.js';
-import { parseConfig } from '../model/config.js';
+import { saveWeights } from '../io/checkpoint.js';
 import { QWEN_EOS_IDS } from '../model/generate.js';
 import { tokenLogprobsFromHidden } from '../model/loss.js';
-import { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
 import { lmLogits } from '../model/text.js';
 import { VerifierPool } from '../reward/pool.js';
@@ -52,7 +51,9 @@ import {
   type TrainRows,
 } from './rollout.js';
 import { constant, warmupCosine } from './schedule.js';
-import { loadTrainState, resolveResume, saveTrainState, writeRunConfig } from './state.js';
+import { loadModelSpec } from './sft.js';
+import { latestCheckpoint, loadTrainState, resolveResume, saveTrainState, writeRunConfig } from './state.js';
+import { assignWeights, selectTrainable } from './trainer.js';
 
 /** What `trainGrpo` can be given instead of building it from the config. Tests and library users pass these. */
 export interface GrpoDeps {
@@ -115,43 +116,8 @@ export interface GrpoResult {
   lastCheckpoint?: string;
 }
 
-/**
- * The policy named by `config.model`: 'tiny' (random tiny Qwen2.5-VL), a config.json path (random init), or a
- * directory with config.json + safetensors.
- * @example const model = await loadModelSpec('tiny', 0);
- */
-export async function loadModelSpec(spec: string, seed: number): Promise<Qwen2_5_VL> {
-  if (spec === 'tiny' || spec.endsWith('.json')) {
-    const file =
-      spec === 'tiny' ? new URL('../../models/tiny/config.json', import.meta.url) : path.resolve(spec);
-    const { readFile } = await import('node:fs/promises');
-    const text = await readFile(file, 'utf8').catch((e) => {
-      throw new Error(`model '${spec}': cannot read ${String(file)} (${(e as Error).message})`);
-    });
-    return Qwen2_5_VL.init(parseConfig(JSON.parse(text), String(file)), seed);
-  }
-  return Qwen2_5_VL.load(spec);
-}
-
-/**
- * Trainable parameters by name for `config.trainable`.
- * @example Object.keys(trainableParams(model, 'lm')).some((k) => k.startsWith('visual.')) // false
- */
-export function trainableParams(
-  model: Qwen2_5_VL,
-  part: GrpoConfig['trainable'],
-): Record<string, tf.Variable> {
-  const keep = (k: string): boolean => {
-    const visual = k.startsWith('visual.');
-    if (part === 'all') return true;
-    if (part === 'vision') return visual;
-    if (part === 'lm+merger') return !visual || k.startsWith('visual.merger.');
-    return !visual;
-  };
-  const out: Record<string, tf.Variable> = {};
-  for (const [k, t] of Object.entries(model.params)) if (keep(k) && t instanceof tf.Variable) out[k] = t;
-  return out;
-}
+/** The policy named by `config.model` ('tiny', a config.json path, or a model dir); shared with SFT. */
+export { loadModelSpec };
 
 /** Loss settings of one update, from the config. */
 export interface LossSettings {
@@ -568,19 +534,6 @@ export function totalGrpoSteps(cfg: GrpoConfig, numPrompts: number): number {
   return Math.max(1, Math.ceil(((cfg.epochs ?? 1) * numPrompts) / cfg.promptsPerStep));
 }
 
-/** Copies checkpoint weights into the policy's variables (resume). */
-async function restoreWeights(model: Qwen2_5_VL, dir: string): Promise<void> {
-  const loaded = await loadWeights(dir, model.config);
-  try {
-    for (const [k, v] of Object.entries(model.params)) {
-      if (!loaded[k]) throw new Error(`resume: checkpoint ${dir} has no '${k}'`);
-      (v as tf.Variable).assign(loaded[k]);
-    }
-  } finally {
-    tf.dispose(Object.values(loaded));
-  }
-}
-
 /** Greedy accuracy (mean reward) on the eval prompts. */
 async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<number> {
   const rewards: number[] = [];
@@ -619,7 +572,7 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
       : null;
   const tok = deps.tokenizer ?? (await defaultTokenizer());
   const prompts = deps.prompts ?? (await loadPrompts(cfg.data.train, cfg.data));
-  const vars = trainableParams(model, cfg.trainable);
+  const vars = selectTrainable(model.params, cfg.trainable);
   // NOTE: AdamW's constructor leaves its tf.zeros initial values undisposed (the moment Variables copy them); the
   // tidy frees those, while Variables are never freed by tidy.
   let opt: AdamW | undefined;
@@ -628,9 +581,15 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
   });
   if (!opt) throw new Error('AdamW construction failed');
   const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
+  const existing = resumeDir ? undefined : await latestCheckpoint(cfg.outDir);
+  if (existing) {
+    throw new Error(
+      `outDir ${cfg.outDir} already holds ${path.basename(existing)}: pass --resume latest to continue it, or choose another --out-dir`,
+    );
+  }
   const state = resumeDir ? await loadTrainState(resumeDir) : undefined;
   if (resumeDir && state) {
-    await restoreWeights(model, resumeDir);
+    await assignWeights(model, resumeDir);
     if (state.optimizerState) opt.importState(state.optimizerState);
   }
   const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);

@@ -3,13 +3,13 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/index.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import { ROOT } from '../helpers.js';
 
 const BACKEND = process.env.OVR_TEST_BACKEND ?? 'wasm';
-const TMP = path.join(ROOT, 'runs', 'test-artifacts', 'grpo-cli');
+const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-cli-${process.pid}`);
 
 /** Captures console.log / console.error while `fn` runs. */
 async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
@@ -25,6 +25,7 @@ async function capture(fn: () => Promise<number>): Promise<{ code: number; out: 
   }
 }
 afterEach(() => vi.restoreAllMocks());
+afterAll(() => rm(TMP, { recursive: true, force: true }));
 
 const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 

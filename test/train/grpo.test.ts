@@ -16,7 +16,6 @@ import {
   loadModelSpec,
   lossSettings,
   microBatchGrads,
-  trainableParams,
   trainGrpo,
 } from '../../src/train/grpo.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
@@ -30,12 +29,13 @@ import {
   rowToPrompt,
   scoreCompletions,
 } from '../../src/train/rollout.js';
+import { selectTrainable } from '../../src/train/trainer.js';
 import { readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, FIXTURE, ROOT } from '../helpers.js';
 
 const BACKEND = (process.env.OVR_TEST_BACKEND ?? 'wasm') as 'wasm' | 'cpu' | 'webgpu';
-const TMP = path.join(ROOT, 'runs', 'test-artifacts', 'grpo-unit');
+const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-unit-${process.pid}`);
 let model: Qwen2_5_VL;
 let tok: QwenTokenizer;
 
@@ -46,7 +46,10 @@ beforeAll(async () => {
   await rm(TMP, { recursive: true, force: true });
   await mkdir(TMP, { recursive: true });
 }, 60_000);
-afterAll(() => model?.dispose());
+afterAll(async () => {
+  model?.dispose();
+  await rm(TMP, { recursive: true, force: true });
+});
 
 const baseCfg = (over: Record<string, unknown>) =>
   GrpoConfig.parse({
@@ -98,7 +101,7 @@ describe('buildTrainRows', () => {
 describe('policy gradient on the real tiny model', () => {
   it('mu = 1, one minibatch: ratio == 1 and the gradient equals the hand-composed -A * grad log p loss', async () => {
     const cfg = baseCfg({});
-    const vars = trainableParams(model, 'all');
+    const vars = selectTrainable(model.params, 'all');
     const rows = buildTrainRows(ROW_PROMPTS, COMPLETIONS, tok.special.pad);
     const tokens = rows.mask.flat().reduce((a, b) => a + b, 0);
     const before = tf.memory().numTensors;
@@ -150,7 +153,7 @@ describe('policy gradient on the real tiny model', () => {
 
   it('old log-probs 1 nat below the current ones (ratio e > 1 + clipHigh) with A > 0: fully clipped, zero gradient', async () => {
     const cfg = baseCfg({});
-    const vars = trainableParams(model, 'lm');
+    const vars = selectTrainable(model.params, 'lm');
     const rows = buildTrainRows(ROW_PROMPTS, COMPLETIONS, tok.special.pad);
     const lp = completionLogprobs(model, rows, lossSettings(cfg));
     const old = tf.tidy(() => tf.sub(lp, 1)) as tf.Tensor2D;

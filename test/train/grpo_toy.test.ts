@@ -20,10 +20,11 @@ const firstTokenIsX: RewardFunction = (_c, { completionIds }) =>
 
 describe('GRPO toy run (tiny model, cpu)', () => {
   it('mean reward of the last 10 steps exceeds the first 10 by >= 0.3', async () => {
-    const outDir = path.join(ROOT, 'runs', 'test-artifacts', 'grpo-toy');
+    // pid in the name: a concurrent run of the suite (another worker or checkout user) must not share the run dir.
+    const outDir = path.join(ROOT, 'runs', 'test-artifacts', `grpo-toy-${process.pid}`);
     await rm(outDir, { recursive: true, force: true });
     await mkdir(outDir, { recursive: true });
-    const train = path.join(outDir, '..', 'grpo-toy-prompts.jsonl');
+    const train = path.join(outDir, 'prompts.jsonl');
     const rows = ['Answer with #.', 'Reply with the symbol #.', 'Say #.', 'Output #.'].map((q) => ({
       question: q,
       answer: '#',
@@ -57,6 +58,8 @@ describe('GRPO toy run (tiny model, cpu)', () => {
       `toy GRPO: ${r.length} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; reward first 10 ${first.toFixed(3)}, last 10 ${last.toFixed(3)}`,
     );
     console.log(`toy GRPO artifact: ${outDir} (log.jsonl, rollouts.jsonl)`);
+    // the JSONL files are the artifact; the final checkpoint (weights + moments, ~120 MB) is not worth keeping
+    await rm(res.lastCheckpoint as string, { recursive: true, force: true });
     expect(r.length).toBe(40);
     expect(last).toBeGreaterThanOrEqual(first + 0.3);
     expect(tf.memory().numTensors).toBeGreaterThan(0);
