@@ -91,9 +91,19 @@ function messagesPrompt(v: Record<string, unknown>, images: string[], where: str
   return renderChat(kept, { addGenerationPrompt: true });
 }
 
+/** Multiple-choice rows (`choices`: option strings, e.g. PuzzleVQA) list their options after the question. */
+function choicesSuffix(v: Record<string, unknown>, where: string): string {
+  if (v.choices === undefined || v.choices === null) return '';
+  if (!Array.isArray(v.choices) || v.choices.some((c) => typeof c !== 'string' && typeof c !== 'number')) {
+    throw new Error(`${where}: 'choices' must be a list of option strings`);
+  }
+  return `\nChoices: ${v.choices.join(', ')}`;
+}
+
 /**
  * One JSONL row -> a prompt. `question` rows go through `data.promptTemplate`; `messages` rows are rendered as chat.
- * The answer is `answerField` ('auto': `answer`, else the last \boxed{} of `solution`).
+ * The answer is `answerField` ('auto': `answer`, else the last \boxed{} of `solution`). A `choices` list (PuzzleVQA)
+ * is appended to the question as `Choices: a, b, c`.
  * @example rowToPrompt({ file: 'p.jsonl', line: 1, value: { question: '1+1?', answer: '2' } }, cfg.data, '.').answer // '2'
  */
 export function rowToPrompt(row: JsonlRow, o: GrpoConfig['data'], root: string): PromptExample {
@@ -119,7 +129,7 @@ export function rowToPrompt(row: JsonlRow, o: GrpoConfig['data'], root: string):
   }
   return {
     id,
-    prompt: buildPrompt(o.promptTemplate, q, { numImages: images.length }),
+    prompt: buildPrompt(o.promptTemplate, q + choicesSuffix(v, where), { numImages: images.length }),
     images,
     answer,
     where,

@@ -54,6 +54,13 @@ describe('ovr-train grpo', () => {
     expect(out).not.toContain('(no description)');
   });
 
+  it('examples/configs/grpo-puzzlevqa.json is a valid config whose data file exists', async () => {
+    const file = path.join(ROOT, 'examples', 'configs', 'grpo-puzzlevqa.json');
+    const cfg = GrpoConfig.parse(JSON.parse(await readFile(file, 'utf8')));
+    expect(cfg.reward.format).toBe('orz');
+    expect(existsSync(path.resolve(ROOT, cfg.data.train))).toBe(true);
+  });
+
   it('a typo or a bad combination exits 2 and says how to fix it', async () => {
     const typo = await capture(() =>
       main(['grpo', '--model', 'tiny', '--data.train', 'x.jsonl', '--num-generation', '4']),

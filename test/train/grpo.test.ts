@@ -252,6 +252,22 @@ describe('prompt rows and the prompt stream', () => {
     );
     expect(m.prompt).not.toContain('x<|im_end|>');
   });
+  it('multiple-choice rows list their choices after the question (PuzzleVQA rows)', () => {
+    const v = {
+      id: 'pz',
+      image: 'images/a.png',
+      question: 'Which colour?',
+      choices: ['red', 'blue'],
+      answer: 'blue',
+    };
+    const p = rowToPrompt({ file: 'p.jsonl', line: 1, value: v }, { ...data, promptTemplate: 'orz' }, '/d');
+    expect(p.prompt).toContain('<|vision_start|><|image_pad|><|vision_end|>You must put');
+    expect(p.prompt.endsWith('Which colour?\nChoices: red, blue\nAssistant: <think>')).toBe(true);
+    expect(p.images).toEqual(['/d/images/a.png']);
+    expect(() =>
+      rowToPrompt({ file: 'p.jsonl', line: 2, value: { ...v, choices: 'red' } }, data, '/'),
+    ).toThrow(/p.jsonl:2: 'choices' must be a list/);
+  });
   it('rows without a question name the field to set', () => {
     expect(() => rowToPrompt({ file: 'p.jsonl', line: 5, value: { answer: '1' } }, data, '/')).toThrow(
       /p.jsonl:5: no question.*data.questionField/,
