@@ -122,3 +122,33 @@ export {
   runEval,
   summarizeRecords,
 } from './eval/harness.js';
+// grpo: loadModelSpec comes from train/sft.js's twin and is not re-exported here.
+export {
+  completionLogprobs,
+  type GrpoDeps,
+  type GrpoResult,
+  type GrpoStepRecord,
+  type LossSettings,
+  lossSettings,
+  type MicroBatch,
+  type MicroStats,
+  microBatchGrads,
+  totalGrpoSteps,
+  trainGrpo,
+} from './train/grpo.js';
+export {
+  buildTrainRows,
+  disposeRows,
+  type EncodedPrompt,
+  encodePrompt,
+  loadPrompts,
+  type PromptExample,
+  PromptStream,
+  type RewardContext,
+  type RewardFunction,
+  rolloutPrompts,
+  rowToPrompt,
+  type ScoreOptions,
+  scoreCompletions,
+  type TrainRows,
+} from './train/rollout.js';
