@@ -11,7 +11,7 @@ await initBackend();
 // 1. Data: chat rows {messages: [user, assistant]} where the user turn describes the picture in words
 //    ("The picture shows 2 small red circles ...") and the assistant writes a think/answer chain with reflection.
 const train = path.join(out, 'sft.jsonl');
-const rows = await writeDemoJsonl(train, makeProblems({ seed: 0, split: 'train', count: 256 }), {
+const rows = await writeDemoJsonl(train, makeProblems({ seed: 0, split: 'train', count: quick ? 16 : 256 }), {
   mode: 'text',
 });
 console.log(
@@ -23,7 +23,7 @@ const cfg = SftConfig.parse({
   model: 'tiny', // a random tiny Qwen2.5-VL (models/tiny/config.json); or a folder with real weights
   outDir: path.join(out, 'run'),
   steps: quick ? 3 : 60, // 60 steps: about 5 minutes on 2 CPU cores
-  batchSize: 8,
+  batchSize: quick ? 2 : 8,
   lr: 2e-3,
   warmupSteps: quick ? 0 : 5,
   trainable: 'lm', // text-only data: the vision tower stays frozen
