@@ -50,7 +50,7 @@ import {
   scoreCompletions,
   type TrainRows,
 } from './rollout.js';
-import { constant, warmupCosine } from './schedule.js';
+import { warmupCosine } from './schedule.js';
 import { loadModelSpec } from './sft.js';
 import { latestCheckpoint, loadTrainState, resolveResume, saveTrainState, writeRunConfig } from './state.js';
 import { assignWeights, selectTrainable } from './trainer.js';
@@ -664,15 +664,12 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
   const { ctx, startStep } = await setup(cfg, deps);
   const evalPrompts = cfg.evalEvery > 0 && cfg.data.eval ? await loadPrompts(cfg.data.eval, cfg.data) : [];
   const total = totalGrpoSteps(cfg, ctx.prompts.length);
-  const schedule =
-    cfg.steps !== undefined || cfg.epochs !== undefined
-      ? warmupCosine({
-          lr: cfg.lr,
-          warmupSteps: cfg.warmupSteps,
-          totalSteps: total,
-          minLrRatio: cfg.minLrRatio,
-        })
-      : constant(cfg.lr, cfg.warmupSteps);
+  const schedule = warmupCosine({
+    lr: cfg.lr,
+    warmupSteps: cfg.warmupSteps,
+    totalSteps: total,
+    minLrRatio: cfg.minLrRatio,
+  });
   await writeRunConfig(cfg.outDir, cfg);
   const log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
   const rollLog = new JsonlLogger(path.join(cfg.outDir, 'rollouts.jsonl'));

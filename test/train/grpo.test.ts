@@ -398,6 +398,34 @@ describe('trainGrpo runs', () => {
     }
   }, 240_000);
 
+  it('mu = 2 over 2 minibatches, sequence aggregation, entropy bonus, eval: off-policy ratios, old log-probs agree', async () => {
+    const train = await promptsFile('mu2', 4);
+    const outDir = path.join(TMP, 'mu2');
+    const cfg = baseCfg({
+      outDir,
+      steps: 1,
+      ppoEpochs: 2,
+      miniBatchSize: 4,
+      lr: 1e-2,
+      lossAggregation: 'sequence',
+      entropyCoef: 0.01,
+      evalEvery: 1,
+      data: { train, eval: train, promptTemplate: 'qwen' },
+    });
+    const res = await trainGrpo(cfg, { model, rewardFn: (c) => c.map((_, i) => i % 2), progress: null });
+    const rec = res.records[0];
+    console.log(
+      `mu=2: approxKl ${rec.approxKl}, ratio [${rec.ratioMin}, ${rec.ratioMax}], entropy ${rec.entropy}, gen-vs-old ${rec.logprobDiffMax}`,
+    );
+    expect(rec.updates).toBe(4);
+    expect(rec.logprobDiffMax).toBeLessThan(1e-4);
+    expect(rec.approxKl).toBeGreaterThan(0);
+    expect((rec.ratioMax as number) > 1 || (rec.ratioMin as number) < 1).toBe(true);
+    expect(rec.entropy).toBeGreaterThan(0);
+    expect(rec.entropy).toBeLessThanOrEqual(Math.log(151936));
+    expect(typeof rec.evalReward).toBe('number');
+  }, 120_000);
+
   it('klCoef = 0 does not load a reference; klCoef > 0 does, and refKl is 0 before the first update, > 0 after', async () => {
     const train = await promptsFile('kl', 4);
     const counts: Record<string, number[]> = { off: [], on: [] };

@@ -1,6 +1,6 @@
 // Seeded toy RL run on the random tiny Qwen2.5-VL (models/tiny, CPU via the wasm backend): "answer with the single token '#'".
 // Sampling is restricted to ids 0..7 ('!' .. '(') and one new token, so the start is ~12.5% reward; the
-// reward is 1 when the completion's first token is '#' (id 2). The mean reward must rise clearly within 40 steps.
+// reward is 1 when the completion's first token is '#' (id 2). The mean reward must rise clearly within 30 steps.
 // The run directory (log.jsonl, rollouts.jsonl, checkpoint) is kept under runs/test-artifacts/ as the artifact.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -35,7 +35,7 @@ describe('GRPO toy run (tiny model, cpu)', () => {
       outDir,
       backend: BACKEND,
       seed: 0,
-      steps: 40,
+      steps: 30,
       lr: 1e-3,
       minLrRatio: 1,
       batchSize: 16,
@@ -45,6 +45,7 @@ describe('GRPO toy run (tiny model, cpu)', () => {
       data: { train, promptTemplate: 'qwen' },
       reward: { format: 'boxed', workers: 0 },
     });
+    const tensorsBefore = tf.memory().numTensors;
     const t0 = performance.now();
     const res = await trainGrpo(cfg, {
       rewardFn: firstTokenIsX,
@@ -60,8 +61,8 @@ describe('GRPO toy run (tiny model, cpu)', () => {
     console.log(`toy GRPO artifact: ${outDir} (log.jsonl, rollouts.jsonl)`);
     // the JSONL files are the artifact; the final checkpoint (weights + moments, ~120 MB) is not worth keeping
     await rm(res.lastCheckpoint as string, { recursive: true, force: true });
-    expect(r.length).toBe(40);
+    expect(r.length).toBe(30);
     expect(last).toBeGreaterThanOrEqual(first + 0.3);
-    expect(tf.memory().numTensors).toBeGreaterThan(0);
+    expect(tf.memory().numTensors).toBe(tensorsBefore); // the run frees its model, optimizer and step tensors
   }, 240_000);
 });
