@@ -454,9 +454,13 @@ async function updatePolicy(ctx: RunContext, groups: Group[], lr: number) {
             ? Math.max(tokens, 1)
             : mini.reduce((a, mb) => a + mb.advantages.length, 0);
         const acc = new GradAccumulator();
+        // A minibatch mixing image and text-only prompts: the vision tower gets no gradient from text-only
+        // micro-batches, so give every param an entry (zeros) to keep the accumulated names consistent.
+        const mixed = new Set(mini.map((mb) => mb.rows.inputs.pixelValues === undefined)).size > 1;
         try {
           for (const mb of mini) {
             const { grads, host } = await microBatchGrads(model, ctx.vars, mb, s, normalizer);
+            if (mixed) for (const [k, v] of Object.entries(ctx.vars)) grads[k] ??= tf.zerosLike(v);
             acc.add(grads);
             tf.dispose(Object.values(grads));
             if (!offPolicy && epoch === 0 && m === 0)

@@ -426,6 +426,46 @@ describe('trainGrpo runs', () => {
     expect(typeof rec.evalReward).toBe('number');
   }, 120_000);
 
+  it('a minibatch mixing an image prompt and a text prompt trains the vision tower and the LM', async () => {
+    const train = path.join(TMP, 'mixed.jsonl');
+    const img = path.join(FIXTURE, 'images', 'img_h56_w84.png');
+    const rows = [
+      { id: 'img', question: 'How many shapes?', image: img, answer: '3' },
+      { id: 'txt', question: 'What is 1+1?', answer: '2' },
+    ];
+    await writeFile(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const m = await loadModelSpec('tiny', 5);
+    const keys = [
+      'visual.merger.mlp.0.weight',
+      'visual.blocks.0.attn.qkv.weight',
+      'model.layers.0.mlp.up_proj.weight',
+    ];
+    const before = await Promise.all(keys.map(async (k) => Float32Array.from(await m.params[k].data())));
+    try {
+      const cfg = baseCfg({
+        outDir: path.join(TMP, 'mixed'),
+        steps: 1,
+        data: { train, promptTemplate: 'qwen', shuffle: false },
+      });
+      const res = await trainGrpo(cfg, { model: m, rewardFn: (c) => c.map((_, i) => i % 2), progress: null });
+      expect(res.records[0].updates).toBe(1);
+      const rolls = (await readFile(res.rolloutsFile, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(new Set(rolls.map((r) => r.promptId))).toEqual(new Set(['img', 'txt']));
+      for (const [i, k] of keys.entries()) {
+        const after = (await m.params[k].data()) as Float32Array;
+        expect(
+          after.some((x, j) => x !== before[i][j]),
+          `${k} changed`,
+        ).toBe(true);
+      }
+    } finally {
+      m.dispose();
+    }
+  }, 120_000);
+
   it('klCoef = 0 does not load a reference; klCoef > 0 does, and refKl is 0 before the first update, > 0 after', async () => {
     const train = await promptsFile('kl', 4);
     const counts: Record<string, number[]> = { off: [], on: [] };

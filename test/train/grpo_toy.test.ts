@@ -6,6 +6,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
 import { trainGrpo } from '../../src/train/grpo.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import type { RewardFunction } from '../../src/train/rollout.js';
@@ -45,6 +46,7 @@ describe('GRPO toy run (tiny model, cpu)', () => {
       data: { train, promptTemplate: 'qwen' },
       reward: { format: 'boxed', workers: 0 },
     });
+    await initBackend({ backend: BACKEND, log: () => {} }); // trainGrpo's own call is then a no-op
     const tensorsBefore = tf.memory().numTensors;
     const t0 = performance.now();
     const res = await trainGrpo(cfg, {
