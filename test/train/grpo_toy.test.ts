@@ -19,7 +19,7 @@ const BACKEND = (process.env.OVR_TEST_BACKEND ?? 'wasm') as 'wasm' | 'cpu';
 const firstTokenIsX: RewardFunction = (_c, { completionIds }) =>
   completionIds.map((ids) => (ids[0] === X ? 1 : 0));
 
-describe('GRPO toy run (tiny model, cpu)', () => {
+describe('GRPO toy run (tiny model, CPU via wasm)', () => {
   it('mean reward of the last 10 steps exceeds the first 10 by >= 0.3', async () => {
     // pid in the name: a concurrent run of the suite (another worker or checkout user) must not share the run dir.
     const outDir = path.join(ROOT, 'runs', 'test-artifacts', `grpo-toy-${process.pid}`);
