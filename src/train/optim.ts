@@ -77,10 +77,14 @@ export class AdamW {
     }
     if (!(this.eps > 0)) throw new Error(`AdamW: eps must be > 0, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be >= 0, got ${this.weightDecay}`);
-    for (const [name, p] of Object.entries(params)) {
-      this.m.set(name, tf.variable(tf.zeros(p.shape), false, `adamw.m.${name}.${uid()}`));
-      this.v.set(name, tf.variable(tf.zeros(p.shape), false, `adamw.v.${name}.${uid()}`));
-    }
+    // tf.variable(t) keeps `t` alive as a second tracked tensor: build the zeros inside tidy so only the
+    // variables (which tidy never frees) survive.
+    tf.tidy(() => {
+      for (const [name, p] of Object.entries(params)) {
+        this.m.set(name, tf.variable(tf.zeros(p.shape), false, `adamw.m.${name}.${uid()}`));
+        this.v.set(name, tf.variable(tf.zeros(p.shape), false, `adamw.v.${name}.${uid()}`));
+      }
+    });
   }
 
   /**

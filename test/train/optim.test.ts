@@ -247,6 +247,18 @@ describe('clipByGlobalNorm', () => {
   });
 });
 
+describe('AdamW lifetime', () => {
+  it('owns exactly two moment tensors per parameter and frees them on dispose', () => {
+    const params = { w: tf.variable(tf.ones([3, 2])), b: tf.variable(tf.zeros([2])) };
+    const before = tf.memory().numTensors;
+    const opt = new AdamW(params, { weightDecay: 0.1 });
+    expect(tf.memory().numTensors).toBe(before + 4);
+    opt.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose(Object.values(params));
+  });
+});
+
 describe('sumPairwise', () => {
   it('sums odd and even counts', async () => {
     for (const n of [1, 2, 5, 8]) {
