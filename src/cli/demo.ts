@@ -14,8 +14,8 @@ export const DemoArgs = z
       .boolean()
       .default(false)
       .describe('tiny smoke run (~1 min): checks the plumbing, no learning claim'),
-    steps: z.number().int().min(1).optional().describe('RL (GRPO) steps; default 30 (quick: 2)'),
-    sftSteps: z.number().int().min(1).optional().describe('stage-1 SFT steps; default 90 (quick: 3)'),
+    steps: z.number().int().min(1).optional().describe('RL (GRPO) steps; default 40 (quick: 2)'),
+    sftSteps: z.number().int().min(1).optional().describe('stage-1 SFT steps; default 160 (quick: 3)'),
     seed: z.number().int().min(0).default(0).describe('seed of data, init and sampling'),
     modelConfig: z
       .string()
@@ -31,9 +31,9 @@ export const DemoArgs = z
     tasks: z
       .array(z.enum(TASK_KINDS))
       .optional()
-      .describe(`task kinds, comma-separated (default all: ${TASK_KINDS.join(',')})`),
-    rlLr: z.number().positive().optional().describe('RL learning rate (default 1e-3)'),
-    sftLr: z.number().positive().optional().describe('SFT learning rate (default 4e-3)'),
+      .describe(`task kinds, comma-separated, of ${TASK_KINDS.join(',')} (default compare,largest)`),
+    rlLr: z.number().positive().optional().describe('RL learning rate (default 1e-4)'),
+    sftLr: z.number().positive().optional().describe('SFT learning rate (default 5e-3)'),
   })
   .strict();
 

@@ -396,12 +396,21 @@ export interface DemoOptions {
   imageSize: number;
   sft: SftStageOptions;
   rl: GrpoStageOptions;
+  /** RL prompts (rendered images) sampled from, fixed so the data order does not depend on the step count. */
+  rlPool: number;
   evalCount: number;
   /** Eval on held-out images every N RL steps (0 = only before and after RL). */
   evalEvery: number;
   evalSubset: number;
   maxNewTokens: number;
 }
+
+/**
+ * Default task kinds: the two with word answers (compare: "more red shapes or green shapes?", largest: "which shape
+ * is the largest?"). At this scale the cold-start model answers them in the right form often enough for GRPO
+ * groups to carry signal; count/add (integers) stay available through `tasks`.
+ */
+export const DEMO_TASKS: readonly TaskKind[] = ['compare', 'largest'];
 
 /** The packaged demo model config (models/demo/config.json), from src/ or dist/. */
 export const DEMO_MODEL_CONFIG = fileURLToPath(new URL('../../models/demo/config.json', import.meta.url));
@@ -416,21 +425,21 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
     out: `runs/demo-${new Date().toISOString().replace(/[:.]/g, '-')}`,
     seed,
     modelConfig: DEMO_MODEL_CONFIG,
-    tasks: [...TASK_KINDS],
+    tasks: [...DEMO_TASKS],
     imageSize: 84,
     sft: {
-      steps: quick ? 3 : 90,
+      steps: quick ? 3 : 160,
       batchSize: quick ? 4 : 12,
-      lr: 4e-3,
+      lr: 5e-3,
       warmupSteps: quick ? 1 : 8,
       maxGradNorm: 1,
       seed,
     },
     rl: {
-      steps: quick ? 2 : 30,
-      batchSize: quick ? 2 : 6,
-      groupSize: quick ? 2 : 6,
-      lr: 1e-3,
+      steps: quick ? 2 : 40,
+      batchSize: quick ? 2 : 8,
+      groupSize: quick ? 2 : 8,
+      lr: 1e-4,
       warmupSteps: quick ? 0 : 3,
       maxGradNorm: 1,
       temperature: 1,
@@ -438,6 +447,7 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
       seed,
       trainable: 'all',
     },
+    rlPool: quick ? 16 : 400,
     evalCount: quick ? 4 : 64,
     evalEvery: quick ? 1 : 10,
     evalSubset: quick ? 2 : 32,
@@ -517,7 +527,7 @@ async function stages(o: DemoOptions, base: StageContext, say: Say, t0: number):
     makeProblems({
       seed: o.seed + 1,
       split: 'train',
-      count: Math.max(32, o.rl.steps * o.rl.batchSize),
+      count: o.rlPool,
       tasks,
     }),
     imageSize,
