@@ -3,7 +3,7 @@
 // checkpoints, logs, charts and an HTML report in a run folder. Fully offline.
 import { z } from 'zod';
 import { BACKEND_NAMES, initBackend, ovrBackendFromEnv } from '../backend/index.js';
-import { DEMO_MODEL_CONFIG, type DemoOptions, demoDefaults, runDemo } from '../demo/pipeline.js';
+import { type DemoOptions, demoDefaults, runDemo } from '../demo/pipeline.js';
 import { TASK_KINDS } from '../demo/tasks.js';
 import { ArgsError, parseArgs } from './args.js';
 
@@ -42,7 +42,7 @@ export type DemoArgsT = z.output<typeof DemoArgs>;
 /** Flags -> full demo options (defaults < flags). */
 export function demoOptions(a: DemoArgsT): DemoOptions {
   const o = demoDefaults(a.quick, a.seed);
-  o.modelConfig = a.modelConfig;
+  if (a.modelConfig) o.modelConfig = a.modelConfig;
   if (a.out) o.out = a.out;
   if (a.steps) o.rl.steps = a.steps;
   if (a.sftSteps) o.sft.steps = a.sftSteps;
