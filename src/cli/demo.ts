@@ -19,9 +19,9 @@ export const DemoArgs = z
     seed: z.number().int().min(0).default(0).describe('seed of data, init and sampling'),
     modelConfig: z
       .string()
-      .default(DEMO_MODEL_CONFIG)
+      .optional()
       .describe(
-        'model config: a folder with config.json or a .json file (its token ids must fit the demo vocab)',
+        "model config: a folder with config.json or a .json file (default: the package's models/demo; its token ids must fit the demo vocabulary)",
       ),
     backend: z
       .enum(BACKEND_NAMES)
