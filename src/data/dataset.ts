@@ -3,10 +3,12 @@
 // mlx-lm `iterate_batches` (pad to the longest row). The order of epoch e is a pure function of (seed, e): the Rng
 // stream 'data' split per epoch. So a data position (epoch, index) is all `--resume` needs to continue exactly.
 //
-// Packing puts several sequences into one row of at most maxSeqLen tokens. Position ids restart at 0 for each
-// sequence and `segmentIds` tell sequences apart; the first label of every packed sequence after the first is
-// IGNORE_INDEX so the (shifted) loss never trains on predicting one sequence from the end of another. Attention is
-// not made block-diagonal here: a model with a plain causal mask lets later sequences attend to earlier ones.
+// Packing puts several sequences into one row of at most maxSeqLen tokens. `segmentIds` tell sequences apart; the
+// first label of every packed sequence after the first is IGNORE_INDEX so the (shifted) loss never trains on
+// predicting one sequence from the end of another. The trainer passes segmentIds to the model (ModelInputs), which
+// makes attention block-diagonal per sequence and restarts positions per sequence (3-D for images), so a packed row
+// is exactly equivalent to its sequences run unpacked. `positionIds` here only count tokens per sequence (the
+// model derives its 3-D positions from segmentIds).
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';

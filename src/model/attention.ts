@@ -1,5 +1,5 @@
-// Attention: additive causal + padding mask for the LM, grouped-query softmax attention, and the vision
-// tower's segmented (block-diagonal) attention over `cu_seqlens`.
+// Attention: additive causal + padding mask for the LM (block-diagonal per sequence for packed rows), grouped-query
+// softmax attention, and the vision tower's segmented (block-diagonal) attention over `cu_seqlens`.
 // Mirrors HF qwen2_5_vl 4.50: eager_attention_forward, repeat_kv, _update_causal_mask and
 // Qwen2_5_VLVisionAttention (eager, dense block-diagonal mask). Scores are divided by sqrt(Dh) as HF does.
 //
@@ -38,6 +38,33 @@ export function causalMask(attentionMask: number[][], queryLen: number, pastLen:
       }
   }
   return tf.tensor4d(data, [B, 1, queryLen, S]);
+}
+
+/**
+ * Block-diagonal causal mask `[B, 1, T, T]` for packed rows (no cache): key j is visible to query i iff `j <= i`,
+ * both are real (`attentionMask` 1) and `segmentIds[b][j] === segmentIds[b][i]`. So each packed sequence sees only
+ * itself, as if it ran alone; padded query rows are fully masked (finite, unused).
+ * @example packedCausalMask([[1, 1, 1, 0]], [[0, 0, 1, -1]]) // query 2 sees key 2 only; query 3 sees nothing
+ */
+export function packedCausalMask(attentionMask: number[][], segmentIds: number[][]): tf.Tensor4D {
+  const B = attentionMask.length;
+  const T = attentionMask[0]?.length ?? 0;
+  if (segmentIds.length !== B || segmentIds.some((r) => r.length !== T)) {
+    throw new Error(
+      `packedCausalMask: segmentIds must have the same [B, T] = [${B}, ${T}] shape as attentionMask`,
+    );
+  }
+  const data = new Float32Array(B * T * T).fill(MASK_MIN);
+  for (let b = 0; b < B; b++) {
+    const [m, seg] = [attentionMask[b], segmentIds[b]];
+    if (m.length !== T)
+      throw new Error(`packedCausalMask: attentionMask row ${b} has ${m.length} slots, expected ${T}`);
+    for (let i = 0; i < T; i++) {
+      if (m[i] !== 1) continue;
+      for (let j = 0; j <= i; j++) if (m[j] === 1 && seg[j] === seg[i]) data[(b * T + i) * T + j] = 0;
+    }
+  }
+  return tf.tensor4d(data, [B, 1, T, T]);
 }
 
 /**

@@ -17,14 +17,16 @@
 //     out = model.forward({ inputIds: next }, { cache });                      // positions = cache.length + ropeDelta
 //   }
 //   out.logits.dispose(); cache.dispose(); model.dispose();
+// Packed training rows (several sequences per row, no cache) pass `segmentIds`: the mask becomes block-diagonal
+// per sequence and positions restart per sequence, so the row computes what its sequences compute alone.
 import * as tf from '@tensorflow/tfjs-core';
 import { initWeights, type LoadWeightsOptions, loadWeights } from '../io/checkpoint.js';
-import { causalMask } from './attention.js';
+import { causalMask, packedCausalMask } from './attention.js';
 import { loadConfig, type Qwen2_5_VLConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import type { Params } from './layers.js';
 import { causalLmLossFromHidden, type LossOptions, tokenLogprobsFromHidden } from './loss.js';
-import { getRopeIndex } from './rope.js';
+import { getRopeIndex, packedRopeIndex } from './rope.js';
 import { embedInputs, lmLogits, ropeTables, textForward } from './text.js';
 import { type Trace, visionForward } from './vision.js';
 
@@ -36,6 +38,12 @@ export interface ModelInputs {
   pixelValues?: tf.Tensor2D;
   /** `[t, h, w]` per image in patches, same order as `pixelValues`. */
   imageGridThw?: number[][];
+  /**
+   * Packed rows (training only, no cache): which sequence each token belongs to `[B][T]` (0, 1, ... in order; any
+   * value on padding, e.g. -1). Each sequence then attends only to itself and its positions restart at 0 (images
+   * included), so a packed row computes exactly what its sequences compute alone.
+   */
+  segmentIds?: number[][];
 }
 
 export interface ForwardOptions {
@@ -79,9 +87,17 @@ export function modelHidden(
   const mask = inputs.attentionMask ? toRows(inputs.attentionMask) : ids.map((r) => r.map(() => 1));
   const cache = opts.cache;
   const pastLen = cache?.length ?? 0;
+  const segs = inputs.segmentIds;
+  if (segs && cache) {
+    throw new Error(
+      'segmentIds are for packed training rows and cannot be used with a KV cache: drop segmentIds to generate, or drop the cache to train',
+    );
+  }
   let positionIds: number[][][];
   let ropeDeltas: number[];
-  if (cache && pastLen > 0) {
+  if (segs) {
+    ({ positionIds, ropeDeltas } = packedRopeIndex(ids, mask, segs, inputs.imageGridThw ?? null, cfg));
+  } else if (cache && pastLen > 0) {
     if (cache.batch !== B) throw new Error(`cache holds ${cache.batch} rows but inputIds has ${B}`);
     if (inputs.pixelValues)
       throw new Error('pixelValues are only used at prefill; pass them with an empty cache');
@@ -102,7 +118,8 @@ export function modelHidden(
     const past = pastLen > 0 ? cache?.layers : undefined;
     // Recomputation keeps no k/v, so it is a training-only option: off whenever a cache must be filled.
     const recompute = opts.recompute === true && !cache;
-    return textForward(params, cfg, embeds, rope, causalMask(fullMask, T, pastLen), {
+    const attnMask = segs ? packedCausalMask(mask, segs) : causalMask(fullMask, T, pastLen);
+    return textForward(params, cfg, embeds, rope, attnMask, {
       ...opts,
       past,
       recompute,

@@ -182,6 +182,76 @@ export function getRopeIndex(
   return { positionIds, ropeDeltas };
 }
 
+/**
+ * `getRopeIndex` for packed rows: the real tokens of row b with the same `segmentIds[b][t]` form one sequence, and
+ * each sequence gets the positions it would get alone (restarting at 0; images get their 3-D positions inside it).
+ * Segments must be contiguous: real tokens' ids are integers >= 0, non-decreasing along the row. Padded slots get 1.
+ * `ropeDeltas` follow HF's formula over the whole row but mean nothing for decoding (packed rows have no cache).
+ * @example packedRopeIndex([[5, 6, 7, 0]], [[1, 1, 1, 0]], [[0, 0, 1, -1]], null, cfg).positionIds[0] // [[0, 1, 0, 1]]
+ */
+export function packedRopeIndex(
+  inputIds: number[][],
+  attentionMask: number[][] | null,
+  segmentIds: number[][],
+  imageGridThw: number[][] | null,
+  cfg: RopeTextConfig,
+): RopeIndex {
+  const mask = attentionMask ?? inputIds.map((row) => row.map(() => 1));
+  const sameShape = (x: number[][]) =>
+    x.length === inputIds.length && x.every((r, b) => r.length === inputIds[b].length);
+  if (!sameShape(mask) || !sameShape(segmentIds)) {
+    throw new Error(
+      'packedRopeIndex: attentionMask and segmentIds must have the same [B, T] shape as inputIds',
+    );
+  }
+  const positionIds = [0, 1, 2].map(() => inputIds.map((row) => row.map(() => 1)));
+  const cursor = { image: 0 };
+  const ropeDeltas = inputIds.map((ids, b) => {
+    for (const [seg, slots] of segmentSlots(mask[b], segmentIds[b], b)) {
+      const tokens = slots.map((t) => ids[t]);
+      const pos =
+        imageGridThw === null
+          ? [0, 1, 2].map(() => slots.map((_, k) => k))
+          : samplePositions(tokens, imageGridThw, cursor, cfg);
+      if (pos[0].length !== slots.length) {
+        throw new Error(
+          `packedRopeIndex: row ${b} segment ${seg} has ${slots.length} tokens but its text and images take ${pos[0].length} positions; an image's <|image_pad|> run must lie whole inside one segment and match imageGridThw`,
+        );
+      }
+      slots.forEach((t, k) => {
+        for (let s = 0; s < 3; s++) positionIds[s][b][t] = pos[s][k];
+      });
+    }
+    return Math.max(...positionIds.map((p) => Math.max(...p[b]))) + 1 - ids.length;
+  });
+  if (imageGridThw !== null && cursor.image !== imageGridThw.length) {
+    throw new Error(
+      `packedRopeIndex: imageGridThw has ${imageGridThw.length} images but the batch has ${cursor.image} <|vision_start|><|image_pad|> pairs`,
+    );
+  }
+  return { positionIds, ropeDeltas };
+}
+
+/** Slots of each segment of one row (real tokens only), in order; throws on non-contiguous or negative ids. */
+function segmentSlots(mask: number[], seg: number[], b: number): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  let last = -1;
+  mask.forEach((m, t) => {
+    if (m !== 1) return;
+    const s = seg[t];
+    if (!Number.isInteger(s) || s < 0 || s < last) {
+      throw new Error(
+        `segmentIds row ${b}: token ${t} has segment ${s} after segment ${last}; real tokens need integer ids >= 0 that never decrease (one contiguous run per packed sequence, -1 only on padding)`,
+      );
+    }
+    last = s;
+    const slots = out.get(s);
+    if (slots) slots.push(t);
+    else out.set(s, [t]);
+  });
+  return out;
+}
+
 /** Text-only batch: `cumsum(mask) - 1`, padded slots 1, `delta = max + 1 - T` (max includes the 1s, as HF). */
 function textOnlyRopeIndex(mask: number[][]): RopeIndex {
   const rows = mask.map((m) => {

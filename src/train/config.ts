@@ -227,7 +227,9 @@ export const SftConfig = z
     packing: z
       .boolean()
       .default(false)
-      .describe('Pack several short sequences into one maxSeqLen row (positions restart per sequence)'),
+      .describe(
+        'Pack several short sequences into one maxSeqLen row; attention is block-diagonal per sequence and positions restart, so loss and gradients equal unpacked training',
+      ),
     lengthGrouping: z
       .boolean()
       .default(true)

@@ -6,8 +6,9 @@
 //
 // Loss normaliser: every micro-batch of a step divides its summed NLL by the label tokens of the WHOLE step
 // (HF num_items_in_batch), so batch 4 x accum 1 and batch 1 x accum 4 make the same update.
-// Packing: rows hold several sequences; the model sees one causal row (no block-diagonal mask, positions do not
-// restart: ModelInputs has no position ids), and the first label of each later sequence is masked (dataset.ts).
+// Packing: rows hold several sequences; the batch's segmentIds go to the model, which makes attention block-diagonal
+// per sequence and restarts positions per sequence (images included), and the first label of each later sequence is
+// masked (dataset.ts). So a packed step has the same loss, normaliser and gradients as the same sequences unpacked.
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -102,9 +103,13 @@ export function processorTokenize(tokenizer: QwenTokenizer): TokenizeFn {
   };
 }
 
-/** Model inputs of a collated batch; the pixel tensor (when images) is the caller's to dispose. */
+/**
+ * Model inputs of a collated batch; packed batches (a row holding more than one sequence) carry their segmentIds.
+ * The pixel tensor (when images) is the caller's to dispose.
+ */
 export async function batchInputs(batch: Batch): Promise<ModelInputs> {
   const inputs: ModelInputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+  if (batch.segmentIds.some((row) => row.some((s) => s > 0))) inputs.segmentIds = batch.segmentIds;
   const paths = batch.images.flat();
   if (paths.length === 0) return inputs;
   const { pixelValues, imageGridThw } = concatImages(await Promise.all(paths.map((p) => processImage(p))));
