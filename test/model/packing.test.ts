@@ -202,7 +202,7 @@ describe('packedRopeIndex', () => {
   });
 });
 
-describe('packed forward equals each sequence alone (cpu, fixture model)', () => {
+describe('packed forward equals each sequence alone (fixture model; cpu, or OVR_TEST_BACKEND)', () => {
   it('text only: logits of [A | B | pad] and [B | A | pad] within 1e-5; no leak', async () => {
     const worst = await checkPacked(
       [
