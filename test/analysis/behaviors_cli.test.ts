@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { behaviorsCommand, formatRatesTable, ratesByStep } from '../../src/cli/behaviors.js';
 import { main } from '../../src/cli/index.js';
+import { capture as run } from '../cli/run.js';
 
 const ROLLOUTS = [
   { step: 2, completion: 'Wait, let me look at the image again.', reward: 1 },
@@ -17,20 +18,6 @@ function tmpFile(text: string): string {
   const file = path.join(mkdtempSync(path.join(tmpdir(), 'ovr-beh-')), 'rollouts.jsonl');
   writeFileSync(file, text);
   return file;
-}
-
-/** Runs a command and returns its exit code and what it printed. */
-async function run(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
-  try {
-    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
 }
 
 afterEach(() => vi.restoreAllMocks());

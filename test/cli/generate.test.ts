@@ -1,14 +1,12 @@
 // `ovr-train generate` from a saved tiny checkpoint (models/tiny, full vocabulary, random init saved as F32 with
 // saveWeights, the real Qwen tokenizer): greedy first token = argmax of a direct forward pass, seeded sampling is
 // reproducible, no tensor leak across a generation, --help and missing-flag errors, and (OVR_SLOW=1) a subprocess run.
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenerateArgs, generateCommand, promptMessages, runGenerate } from '../../src/cli/generate.js';
 import { processor } from '../../src/data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
@@ -17,24 +15,12 @@ import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB } from '../../src/model/sampling.js';
 import { FIXTURE, ROOT } from '../helpers.js';
+import { capture, runCli } from './run.js';
 
 let tmp: string;
 let ckpt: string;
 let model: Qwen2_5_VL;
 let tok: QwenTokenizer;
-
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
-  try {
-    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -142,8 +128,6 @@ describe('ovr-train generate', () => {
   it.runIf(process.env.OVR_SLOW === '1')(
     'subprocess: npx tsx ... generate prints a completion from the saved checkpoint',
     async () => {
-      const code =
-        "import('./src/cli/index.ts').then(async ({ main }) => { process.exitCode = await main(process.argv.slice(1)); });";
       const argv = [
         'generate',
         '--model',
@@ -156,10 +140,7 @@ describe('ovr-train generate', () => {
         '--backend',
         'cpu',
       ];
-      const { stdout, stderr } = await promisify(execFile)('npx', ['tsx', '-e', code, ...argv], {
-        cwd: ROOT,
-        timeout: 60_000,
-      });
+      const { stdout, stderr } = await runCli(argv, 60_000);
       expect(stderr).toMatch(/ovr backend: cpu/);
       const greedy = await runGenerate(model, tok, args({ prompt: 'Hi', greedy: true, maxNewTokens: 3 }));
       expect(stdout.replace(/\n$/, '')).toBe(greedy.texts[0]);

@@ -7,23 +7,11 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/index.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import { ROOT } from '../helpers.js';
+import { capture } from './run.js';
 
 const BACKEND = process.env.OVR_TEST_BACKEND ?? 'wasm';
 const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-cli-${process.pid}`);
 
-/** Captures console.log / console.error while `fn` runs. */
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
-  try {
-    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 afterEach(() => vi.restoreAllMocks());
 afterAll(() => rm(TMP, { recursive: true, force: true }));
 

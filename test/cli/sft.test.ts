@@ -3,41 +3,19 @@
 // overriding the file) writes the run dir, JSONL log and checkpoint, and one real subprocess run via tsx does the same
 // through src/cli/index.ts main(). Both use the wasm backend: a full-vocabulary step is ~4x faster there than on cpu
 // (the cpu-backend evidence is test/train/*.test.ts).
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseArgs } from '../../src/cli/args.js';
 import { sftCommand } from '../../src/cli/sft.js';
 import { SftConfig } from '../../src/train/config.js';
 import { readStepLog } from '../../src/util/log.js';
 import { ROOT } from '../helpers.js';
+import { capture, runCli } from './run.js';
 
 let tmp: string;
 let runJson: string;
-
-/** Runs a command function, capturing console.log / console.error. */
-async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a) => void err.push(a.join(' ')));
-  try {
-    return { code: await fn(), out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
-
-/** `ovr-train <args>` in a fresh Node process through tsx. */
-async function runCli(args: string[], timeout = 120_000): Promise<{ stdout: string; stderr: string }> {
-  const code =
-    "import('./src/cli/index.ts').then(async ({ main }) => { process.exitCode = await main(process.argv.slice(1)); });";
-  return promisify(execFile)('npx', ['tsx', '-e', code, ...args], { cwd: ROOT, timeout });
-}
 
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'ovr-cli-sft-'));

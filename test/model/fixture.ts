@@ -7,6 +7,7 @@ import { type BackendRequest, initBackend } from '../../src/backend/index.js';
 import { type HostTensor, readSafetensors } from '../../src/io/safetensors.js';
 import { parseConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import type { Params } from '../../src/model/layers.js';
+import { type ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { FIXTURE } from '../helpers.js';
 
 export const CASES = ['text_only_batch', 'one_image', 'multi_image_batch'] as const;
@@ -67,6 +68,36 @@ export async function fixtureParams(): Promise<Params> {
   const out: Params = {};
   for (const [k, t] of host) out[k] = tf.tensor(t.data as Float32Array, t.shape, 'float32');
   return out;
+}
+
+/**
+ * The fixture model. `trainable` wraps the weights in tf.Variables (named `p/<key>`) so gradients can be taken;
+ * otherwise the params are plain tensors. The caller disposes the model.
+ * @example const model = await fixtureModel({ trainable: true });
+ */
+export async function fixtureModel(opts: { trainable?: boolean } = {}): Promise<Qwen2_5_VL> {
+  const cfg = await fixtureConfig();
+  const raw = await fixtureParams();
+  if (!opts.trainable) return new Qwen2_5_VL(cfg, raw);
+  const vars: Record<string, tf.Variable> = {};
+  for (const [k, t] of Object.entries(raw)) vars[k] = tf.variable(t, true, `p/${k}`);
+  tf.dispose(Object.values(raw));
+  return new Qwen2_5_VL(cfg, vars);
+}
+
+/**
+ * Model inputs of a fixture case: ids and mask from cases.json, plus `pixel_values` [N, C*Tp*P*P] and the grids when
+ * the case has images. The caller disposes `pixelValues`.
+ * @example const inputs = await caseInputs('one_image', meta.cases.one_image);
+ */
+export async function caseInputs(name: CaseName, m: CaseMeta): Promise<ModelInputs> {
+  const inputs: ModelInputs = { inputIds: m.input_ids, attentionMask: m.attention_mask };
+  if (m.image_grid_thw) {
+    const px = get(await loadCase(name), 'pixel_values');
+    inputs.pixelValues = tf.tensor2d(px.data as Float32Array, px.shape as [number, number]);
+    inputs.imageGridThw = m.image_grid_thw;
+  }
+  return inputs;
 }
 
 /** A host tensor's data as a plain float array. */

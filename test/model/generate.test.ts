@@ -5,15 +5,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
 import { type GenerateOptions, generate } from '../../src/model/generate.js';
-import { type ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, shared } from '../helpers.js';
 import {
-  type CaseName,
   type CasesJson,
+  caseInputs,
   casesJson,
-  fixtureConfig,
-  fixtureParams,
+  fixtureModel,
   get,
   loadCase,
   setupBackend,
@@ -25,29 +24,18 @@ let tok: QwenTokenizer;
 
 beforeAll(async () => {
   await setupBackend();
-  model = new Qwen2_5_VL(await fixtureConfig(), await fixtureParams());
+  model = await fixtureModel();
   meta = await casesJson();
   tok = await loadTokenizer(shared('data', 'tokenizer', 'qwen2.5'));
 });
 afterAll(() => model?.dispose());
-
-async function caseInputs(name: CaseName): Promise<ModelInputs> {
-  const m = meta.cases[name];
-  const inputs: ModelInputs = { inputIds: m.input_ids, attentionMask: m.attention_mask };
-  if (m.image_grid_thw) {
-    const px = get(await loadCase(name), 'pixel_values');
-    inputs.pixelValues = tf.tensor2d(px.data as Float32Array, px.shape as [number, number]);
-    inputs.imageGridThw = m.image_grid_thw;
-  }
-  return inputs;
-}
 
 const greedy: GenerateOptions = { greedy: true, maxNewTokens: 8 };
 
 describe('generate: HF parity (greedy, KV cache)', () => {
   for (const name of ['text_only_batch', 'one_image'] as const) {
     it(`${name}: ids equal generation.new_tokens and log-probs equal HF's per-step log-softmax`, async () => {
-      const inputs = await caseInputs(name);
+      const inputs = await caseInputs(name, meta.cases[name]);
       const out = await generate(model, inputs, greedy);
       inputs.pixelValues?.dispose();
       const gen = meta.cases[name].generation;

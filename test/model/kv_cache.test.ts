@@ -4,14 +4,14 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KVCache } from '../../src/model/kv_cache.js';
-import { type ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import type { ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { expectClose } from '../helpers.js';
 import {
   type CaseName,
   type CasesJson,
+  caseInputs,
   casesJson,
-  fixtureConfig,
-  fixtureParams,
+  fixtureModel,
   get,
   loadCase,
   logitStats,
@@ -23,7 +23,7 @@ let meta: CasesJson;
 
 beforeAll(async () => {
   await setupBackend();
-  model = new Qwen2_5_VL(await fixtureConfig(), await fixtureParams());
+  model = await fixtureModel();
   meta = await casesJson();
 });
 afterAll(() => model.dispose());
@@ -41,12 +41,7 @@ async function stepStats(logits: tf.Tensor3D): Promise<StepStats> {
 
 async function prompt(name: CaseName): Promise<{ inputs: ModelInputs; ids: number[][]; mask: number[][] }> {
   const m = meta.cases[name];
-  const inputs: ModelInputs = { inputIds: m.input_ids, attentionMask: m.attention_mask };
-  if (m.image_grid_thw) {
-    const px = get(await loadCase(name), 'pixel_values');
-    inputs.pixelValues = tf.tensor2d(px.data as Float32Array, px.shape as [number, number]);
-    inputs.imageGridThw = m.image_grid_thw;
-  }
+  const inputs = await caseInputs(name, m);
   return { inputs, ids: m.input_ids.map((r) => [...r]), mask: m.attention_mask.map((r) => [...r]) };
 }
 

@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Qwen2_5_VLConfig } from '../../src/model/config.js';
-import { type ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import type { ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { getRopeIndex } from '../../src/model/rope.js';
 import type { Trace } from '../../src/model/vision.js';
 import { expectClose, maxDiff } from '../helpers.js';
@@ -14,9 +14,10 @@ import {
   type CaseMeta,
   type CaseName,
   type CasesJson,
+  caseInputs,
   casesJson,
   fixtureConfig,
-  fixtureParams,
+  fixtureModel,
   get,
   loadCase,
   logitStats,
@@ -31,27 +32,17 @@ let meta: CasesJson;
 beforeAll(async () => {
   await setupBackend();
   cfg = await fixtureConfig();
-  const raw = await fixtureParams();
-  const vars: Record<string, tf.Variable> = {};
-  for (const [k, t] of Object.entries(raw)) vars[k] = tf.variable(t, true, `p/${k}`);
-  tf.dispose(Object.values(raw));
-  model = new Qwen2_5_VL(cfg, vars);
+  model = await fixtureModel({ trainable: true });
   meta = await casesJson();
 });
 afterAll(() => model.dispose());
 
 /** Model inputs of a fixture case. */
-async function caseInputs(
+async function inputsWithDispose(
   name: CaseName,
   m: CaseMeta,
 ): Promise<{ inputs: ModelInputs; dispose: () => void }> {
-  const c = await loadCase(name);
-  const inputs: ModelInputs = { inputIds: m.input_ids, attentionMask: m.attention_mask };
-  if (m.image_grid_thw) {
-    const px = get(c, 'pixel_values');
-    inputs.pixelValues = tf.tensor2d(px.data as Float32Array, px.shape as [number, number]);
-    inputs.imageGridThw = m.image_grid_thw;
-  }
+  const inputs = await caseInputs(name, m);
   return { inputs, dispose: () => inputs.pixelValues?.dispose() };
 }
 
@@ -68,7 +59,7 @@ describe.each(CASES)('HF parity: %s', (name) => {
     const m = meta.cases[name];
     const c = await loadCase(name);
     const mask = m.attention_mask;
-    const { inputs, dispose } = await caseInputs(name, m);
+    const { inputs, dispose } = await inputsWithDispose(name, m);
     const before = tf.memory().numTensors;
     const trace: Trace = new Map();
     const { logits, ropeDeltas } = model.forward(inputs, { trace });
@@ -116,7 +107,7 @@ describe.each(CASES)('HF parity: %s', (name) => {
     const m = meta.cases[name];
     const c = await loadCase(name);
     const labels = toRows(get(c, 'labels').data, m.input_ids.length);
-    const { inputs, dispose } = await caseInputs(name, m);
+    const { inputs, dispose } = await inputsWithDispose(name, m);
     const before = tf.memory().numTensors;
     const { value, grads } = tf.variableGrads(() => model.loss(inputs, labels), model.variables());
     expectClose(await value.data(), [m.loss], 1e-5, `${name} loss (hidden path)`);
