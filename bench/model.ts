@@ -4,6 +4,7 @@
 // bench/run.ts starts one of these per backend so that each gets a clean heap and its own peak RSS.
 //
 // Usage: npx tsx bench/model.ts --backend wasm --config bench/configs/small.json --name small [--profile]
+//   --micro-batches 2 (SFT batch as 2 accumulated micro-batches)  --wasm-max-gib 3.85
 //   --repeats 3 --warmup 1 --batch 2 --seq 256 --gen-prompt 32 --gen-new 32 --image 112 --skip sft,generate
 // Timing: warm-up runs excluded, median of the repeats; on webgpu each timed call ends with a read, so the
 // queue has drained. Shape legend: B batch, T tokens, V vocab, N patches, P = 3·Tp·ps² patch width.
@@ -34,9 +35,15 @@ export interface ModelBenchArgs {
   skip: string[];
   profile: boolean;
   seed: number;
+  /** wasm live-tensor limit in GiB (initBackend's wasmMaxBytes; default the library's 3.5). */
+  wasmMaxGib?: number;
+  /** 'full': one timed step; 'split': grads + clip timed without an optimizer alive, then AdamW.step timed alone. */
+  sftMode: 'full' | 'split';
+  /** Split each SFT batch into this many micro-batches with summed gradients (same tokens per step). */
+  microBatches: number;
 }
 
-const DEFAULTS: Omit<ModelBenchArgs, 'backend' | 'configPath'> = {
+const DEFAULTS: Omit<ModelBenchArgs, 'backend' | 'configPath' | 'microBatches' | 'wasmMaxGib' | 'sftMode'> = {
   name: 'small',
   batch: 2,
   seq: 256,
@@ -90,6 +97,9 @@ export function parseArgs(argv: string[]): ModelBenchArgs {
     skip: str('skip', '').split(',').filter(Boolean),
     profile: str('profile', 'false') === 'true',
     seed: num('seed', DEFAULTS.seed),
+    microBatches: Math.max(1, num('micro-batches', 1)),
+    sftMode: str('sft-mode', 'full') === 'split' ? 'split' : 'full',
+    wasmMaxGib: raw.has('wasm-max-gib') ? Number(str('wasm-max-gib', '3.5')) : undefined,
   };
   if (raw.size > 0)
     throw new Error(`bench/model: unknown flag(s) ${[...raw.keys()].map((k) => `--${k}`).join(', ')}`);
@@ -148,7 +158,15 @@ function sftLabels(ids: number[][]): number[][] {
 }
 
 /** One SFT step factory: loss → grads (text params) → clip 1.0 → AdamW; returns the loss. */
-function makeSftStep(model: Qwen2_5_VL, ids: number[][], labels: number[][]) {
+function makeSftStep(
+  model: Qwen2_5_VL,
+  ids: number[][],
+  labels: number[][],
+  micro: number,
+  withOptimizer = true,
+) {
+  if (ids.length % micro !== 0)
+    throw new Error(`--micro-batches ${micro} must divide the batch ${ids.length}`);
   const vars = model.variables('text');
   const named: Record<string, tf.Variable> = {};
   const byVar = new Map<string, string>();
@@ -158,20 +176,39 @@ function makeSftStep(model: Qwen2_5_VL, ids: number[][], labels: number[][]) {
       byVar.set((t as tf.Variable).name, k);
     }
   }
-  const opt = new AdamW(named, { weightDecay: 0.01 });
+  const opt = withOptimizer ? new AdamW(named, { weightDecay: 0.01 }) : null;
   const last = vars[vars.length - 1];
   const losses: number[] = [];
+  // Micro-batches: rows split into `micro` groups whose gradients are summed; each loss divides by the kept
+  // tokens of the WHOLE batch (numItemsInBatch), so the summed gradient equals the full-batch one.
+  const kept = labels.reduce((n, r) => n + r.slice(1).filter((t) => t !== -100).length, 0);
+  const rows = ids.length / micro;
   const step = async (): Promise<void> => {
-    const { value, grads } = tf.variableGrads(() => model.loss({ inputIds: ids }, labels), vars);
-    const byName: TensorMap = {};
-    for (const [n, g] of Object.entries(grads)) byName[byVar.get(n) ?? n] = g;
-    const clipped = clipByGlobalNorm(byName, 1.0);
-    opt.step(clipped.grads, 1e-5);
-    losses.push((await value.data())[0]);
-    await settle(last);
-    tf.dispose([value, clipped.norm, ...Object.values(grads), ...Object.values(clipped.grads)]);
+    let acc: TensorMap | null = null;
+    let lossSum = 0;
+    for (let m = 0; m < micro; m++) {
+      const part = { inputIds: ids.slice(m * rows, (m + 1) * rows) };
+      const lab = labels.slice(m * rows, (m + 1) * rows);
+      const { value, grads } = tf.variableGrads(() => model.loss(part, lab, { numItemsInBatch: kept }), vars);
+      lossSum += (await value.data())[0];
+      value.dispose();
+      const prev: TensorMap | null = acc;
+      const next: TensorMap = {};
+      for (const [n, g] of Object.entries(grads)) {
+        const k = byVar.get(n) ?? n;
+        next[k] = prev ? tf.add(prev[k], g) : g;
+      }
+      if (prev) tf.dispose([...Object.values(prev), ...Object.values(grads)]);
+      acc = next;
+    }
+    const grads = acc as TensorMap;
+    const clipped = clipByGlobalNorm(grads, 1.0);
+    opt?.step(clipped.grads, 1e-5);
+    losses.push(lossSum);
+    await settle(opt ? last : clipped.norm);
+    tf.dispose([clipped.norm, ...Object.values(grads), ...Object.values(clipped.grads)]);
   };
-  return { step, losses, dispose: () => opt.dispose() };
+  return { step, losses, named, dispose: () => opt?.dispose() };
 }
 
 /** 2-D matMul GFLOP/s at n (plain, no transposes), median of 5 after 2 warm-ups. */
@@ -209,7 +246,8 @@ async function phase<T>(
 }
 
 export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, unknown>> {
-  const info = await initBackend({ backend: a.backend, log: (l) => console.error(l) });
+  const wasmMaxBytes = a.wasmMaxGib ? Math.floor(a.wasmMaxGib * 2 ** 30) : undefined;
+  const info = await initBackend({ backend: a.backend, wasmMaxBytes, log: (l) => console.error(l) });
   const cfg = parseConfig(JSON.parse(readFileSync(a.configPath, 'utf8')), a.configPath);
   const out: Record<string, unknown> = {
     impl: 'ovr',
@@ -218,6 +256,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
     patches: info.patches,
     config: a.name,
     threads: info.name === 'wasm' ? 1 : undefined,
+    wasmMaxGib: info.name === 'wasm' ? (a.wasmMaxGib ?? 3.5) : undefined,
   };
   const log = (s: string) => console.error(`[bench ${a.name}/${info.name}] ${s}`);
   let peakBytes = 0;
@@ -245,7 +284,8 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
     out.sft = await phase(
       'SFT',
       async () => {
-        const sft = makeSftStep(model, ids, sftLabels(ids));
+        const split = a.sftMode === 'split';
+        const sft = makeSftStep(model, ids, sftLabels(ids), a.microBatches, !split);
         const r = await timeIt(sft.step, a.warmup, a.repeats);
         sample();
         log(`SFT step ${r.ms.toFixed(0)} ms (${r.allMs.map((x) => x.toFixed(0)).join(', ')})`);
@@ -265,10 +305,18 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
           }
         }
         sft.dispose();
+        const adamw = split ? await adamwBench(sft.named, a) : null;
+        if (adamw) {
+          log(`AdamW.step alone ${adamw.ms.toFixed(0)} ms; grads + clip ${r.ms.toFixed(0)} ms`);
+          r.ms += adamw.ms;
+        }
         return {
           ...r,
+          mode: split ? 'split: median(grads + clip) + median(AdamW.step on synthetic grads)' : 'full',
+          adamwMs: adamw?.ms,
           tokensPerS: (B * T * 1e3) / r.ms,
           modelGflops: trainStepFlops(cfg, B, T) / r.ms / 1e6,
+          microBatches: a.microBatches,
           loss0: sft.losses[0],
           lossLast: sft.losses[sft.losses.length - 1],
         };
@@ -332,6 +380,25 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
   out.memory = { peakTensorBytes: peakBytes, peakRssBytes: peakRss() };
   model.dispose();
   return out;
+}
+
+/** AdamW.step alone over `named` (synthetic gradients 1e-3), for the split SFT mode. */
+async function adamwBench(named: Record<string, tf.Variable>, a: ModelBenchArgs) {
+  const opt = new AdamW(named, { weightDecay: 0.01 });
+  const grads: TensorMap = {};
+  for (const [k, v] of Object.entries(named)) grads[k] = tf.fill(v.shape, 1e-3);
+  const vars = Object.values(named);
+  const r = await timeIt(
+    async () => {
+      opt.step(grads, 1e-5);
+      await settle(vars[vars.length - 1]);
+    },
+    a.warmup,
+    a.repeats,
+  );
+  tf.dispose(Object.values(grads));
+  opt.dispose();
+  return r;
 }
 
 /** Vision tower forward, and forward + backward into the vision params, on one `a.image`² image. */
