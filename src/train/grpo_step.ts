@@ -242,7 +242,82 @@ type Totals = {
   stats: Record<string, number>;
 };
 
-/** ppoEpochs passes of clipped updates over the minibatches; returns averaged statistics. */
+/** Adds one micro-batch's host statistics to the totals: ratioMin/Max as min/max, the rest token-weighted sums. */
+function addMicroStats(t: Totals, host: MicroStats): void {
+  t.loss += host.loss;
+  t.tokens += host.tokens;
+  for (const [k, v] of Object.entries(host.stats)) {
+    const agg = k === 'ratioMin' ? Math.min : k === 'ratioMax' ? Math.max : null;
+    t.stats[k] = agg ? agg(t.stats[k] ?? v, v) : (t.stats[k] ?? 0) + v * host.tokens;
+  }
+}
+
+/** The totals averaged: loss and gradNorm per update, stats per token (ratioMin/Max as they are). */
+function averageTotals(t: Totals, diff: number): UpdateResult {
+  const stats: Record<string, number> = {};
+  for (const [k, v] of Object.entries(t.stats))
+    stats[k] = k === 'ratioMin' || k === 'ratioMax' ? v : v / Math.max(t.tokens, 1);
+  return {
+    loss: t.loss / Math.max(t.updates, 1),
+    gradNorm: t.gradNorm / Math.max(t.updates, 1),
+    updates: t.updates,
+    skipped: t.skipped,
+    stats,
+    diff,
+  };
+}
+
+/**
+ * One optimizer update from a minibatch: micro-batch gradients accumulated (normalised over the whole minibatch),
+ * clipped to maxGradNorm, then an AdamW step unless the guard rejects a non-finite norm. `onMicro` sees each
+ * micro-batch's host statistics.
+ */
+async function minibatchStep(
+  ctx: PolicyState,
+  mini: MicroBatch[],
+  s: LossSettings,
+  lr: number,
+  t: Totals,
+  onMicro: (mb: MicroBatch, host: MicroStats) => void,
+): Promise<void> {
+  const tokens = mini.reduce((a, mb) => a + mb.rows.mask.flat().reduce((x, y) => x + y, 0), 0);
+  const normalizer =
+    s.aggregation === 'token' ? Math.max(tokens, 1) : mini.reduce((a, mb) => a + mb.advantages.length, 0);
+  const acc = new GradAccumulator();
+  // A minibatch mixing image and text-only prompts: the vision tower gets no gradient from text-only
+  // micro-batches, so give every param an entry (zeros) to keep the accumulated names consistent.
+  const mixed = new Set(mini.map((mb) => mb.rows.inputs.pixelValues === undefined)).size > 1;
+  try {
+    for (const mb of mini) {
+      const { grads, host } = await microBatchGrads(ctx.model, ctx.vars, mb, s, normalizer);
+      if (mixed) for (const [k, v] of Object.entries(ctx.vars)) grads[k] ??= tf.zerosLike(v);
+      acc.add(grads);
+      tf.dispose(Object.values(grads));
+      onMicro(mb, host);
+      addMicroStats(t, host);
+    }
+    const { grads, norm } = clipByGlobalNorm(acc.grads, ctx.cfg.maxGradNorm);
+    const n = (await norm.data())[0];
+    const verdict = ctx.guard.check(n);
+    if (verdict === 'ok') ctx.opt.step(grads, lr);
+    else t.skipped++;
+    tf.dispose([norm, ...Object.values(grads)]);
+    if (verdict === 'stop')
+      throw new Error(
+        `${ctx.guard.consecutive} updates in a row had a non-finite gradient norm (${n}); lower lr or check the data`,
+      );
+    t.gradNorm += n;
+    t.updates++;
+  } finally {
+    acc.dispose();
+  }
+}
+
+/**
+ * ppoEpochs passes of clipped updates over the minibatches of `groups`; returns averaged statistics. Off-policy
+ * (ppoEpochs > 1 or several minibatches), the old log-probs come from a no-grad forward before the first update.
+ * @example const upd = await updatePolicy(ctx, keptGroups, schedule(step));
+ */
 export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number): Promise<UpdateResult> {
   const { cfg, model } = ctx;
   const s = lossSettings(cfg);
@@ -266,45 +341,10 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
   try {
     for (let epoch = 0; epoch < cfg.ppoEpochs; epoch++) {
       for (const [m, mini] of minis.entries()) {
-        const tokens = mini.reduce((a, mb) => a + mb.rows.mask.flat().reduce((x, y) => x + y, 0), 0);
-        const normalizer =
-          s.aggregation === 'token'
-            ? Math.max(tokens, 1)
-            : mini.reduce((a, mb) => a + mb.advantages.length, 0);
-        const acc = new GradAccumulator();
-        // A minibatch mixing image and text-only prompts: the vision tower gets no gradient from text-only
-        // micro-batches, so give every param an entry (zeros) to keep the accumulated names consistent.
-        const mixed = new Set(mini.map((mb) => mb.rows.inputs.pixelValues === undefined)).size > 1;
-        try {
-          for (const mb of mini) {
-            const { grads, host } = await microBatchGrads(model, ctx.vars, mb, s, normalizer);
-            if (mixed) for (const [k, v] of Object.entries(ctx.vars)) grads[k] ??= tf.zerosLike(v);
-            acc.add(grads);
-            tf.dispose(Object.values(grads));
-            if (!offPolicy && epoch === 0 && m === 0)
-              diff = Math.max(diff, maxLogprobDiff(host.logprobs, genOf(micros.indexOf(mb))));
-            t.loss += host.loss;
-            t.tokens += host.tokens;
-            for (const [k, v] of Object.entries(host.stats)) {
-              const agg = k === 'ratioMin' ? Math.min : k === 'ratioMax' ? Math.max : null;
-              t.stats[k] = agg ? agg(t.stats[k] ?? v, v) : (t.stats[k] ?? 0) + v * host.tokens;
-            }
-          }
-          const { grads, norm } = clipByGlobalNorm(acc.grads, cfg.maxGradNorm);
-          const n = (await norm.data())[0];
-          const verdict = ctx.guard.check(n);
-          if (verdict === 'ok') ctx.opt.step(grads, lr);
-          else t.skipped++;
-          tf.dispose([norm, ...Object.values(grads)]);
-          if (verdict === 'stop')
-            throw new Error(
-              `${ctx.guard.consecutive} updates in a row had a non-finite gradient norm (${n}); lower lr or check the data`,
-            );
-          t.gradNorm += n;
-          t.updates++;
-        } finally {
-          acc.dispose();
-        }
+        await minibatchStep(ctx, mini, s, lr, t, (mb, host) => {
+          if (!offPolicy && epoch === 0 && m === 0)
+            diff = Math.max(diff, maxLogprobDiff(host.logprobs, genOf(micros.indexOf(mb))));
+        });
       }
     }
   } finally {
@@ -313,15 +353,5 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
       tf.dispose([mb.oldLogprobs, mb.refLogprobs].filter((x): x is tf.Tensor2D => x !== undefined));
     }
   }
-  const stats: Record<string, number> = {};
-  for (const [k, v] of Object.entries(t.stats))
-    stats[k] = k === 'ratioMin' || k === 'ratioMax' ? v : v / Math.max(t.tokens, 1);
-  return {
-    loss: t.loss / Math.max(t.updates, 1),
-    gradNorm: t.gradNorm / Math.max(t.updates, 1),
-    updates: t.updates,
-    skipped: t.skipped,
-    stats,
-    diff,
-  };
+  return averageTotals(t, diff);
 }
