@@ -1,11 +1,14 @@
 // 03 — A 5-minute SFT (the linguistic cold start) with the library trainer, on text-only renderings of the demo task.
 // Run: npx tsx examples/03-sft-5-minutes.ts        (OVR_EXAMPLE_QUICK=1: 3 steps, as in the test suite)
 // The same run from the shell: npx ovr-train sft --model tiny --data.train runs/examples/03/sft.jsonl --steps 60 ...
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { initBackend, makeProblems, readStepLog, SftConfig, trainSft, writeDemoJsonl } from '../src/index.js';
 
 const quick = process.env.OVR_EXAMPLE_QUICK === '1';
 const out = path.join('runs', 'examples', '03');
+// Start fresh on every run (the trainers refuse to overwrite checkpoints unless told to resume).
+await rm(path.join(out, 'run'), { recursive: true, force: true });
 await initBackend();
 
 // 1. Data: chat rows {messages: [user, assistant]} where the user turn describes the picture in words

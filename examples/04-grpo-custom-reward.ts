@@ -2,7 +2,7 @@
 // Run: npx tsx examples/04-grpo-custom-reward.ts   (OVR_EXAMPLE_QUICK=1: 2 steps, as in the test suite)
 // A reward function gets the completions of one step plus context (gold answers, prompts, token ids) and returns
 // one number per completion (or null = "no opinion", e.g. no gold answer).
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GrpoConfig, initBackend, readStepLog } from '../src/index.js';
 import { trainGrpo } from '../src/train/grpo.js';
@@ -10,6 +10,8 @@ import type { RewardFunction } from '../src/train/rollout.js';
 
 const quick = process.env.OVR_EXAMPLE_QUICK === '1';
 const out = path.join('runs', 'examples', '04');
+// Start fresh on every run (the trainers refuse to overwrite checkpoints unless told to resume).
+await rm(path.join(out, 'run'), { recursive: true, force: true });
 await mkdir(out, { recursive: true });
 await initBackend();
 
