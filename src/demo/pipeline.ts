@@ -1,15 +1,15 @@
 // The OVR pipeline in miniature (`ovr-train demo`): stage 1 linguistic cold start = SFT of a tiny random-init
 // Qwen2.5-VL on TEXT-ONLY renderings of the synthetic shapes task (think/answer chains with reflection); stage 2 =
 // GRPO on the IMAGE version with the verifiable reward (gradeDemo); held-out image eval of both models; a run
-// folder with checkpoints, JSONL logs, PNG charts and an HTML report (report in demo/report.ts style via
-// report/html.ts).
+// folder with checkpoints, JSONL logs, PNG charts (report/charts.ts) and an HTML report (report/html.ts).
+// docs/demo.md has the numbers of a real default run and the run-folder layout.
 //
 // Follows the paper's recipe (Open Vision Reasoner, arXiv 2507.05255) at toy scale. The SFT and GRPO loops here
 // are deliberately small (one visible loop each, nanoGPT style) and reuse the library's pieces: model.loss /
 // model.tokenLogprobs, generate, AdamW, clipByGlobalNorm, warmupCosine, groupAdvantages, clippedPolicyLoss with
 // mu = 1 (ratio == 1, old log-probs = stopGradient of the current ones, i.e. the on-policy policy gradient).
-// NOTE: the library trainers (train/sft.ts, train/grpo.ts) were not available when this was written and they take
-// the full Qwen vocabulary; the demo needs its compact vocabulary (demo/eval.ts), so it drives the loop itself.
+// NOTE: the library trainers (train/sft.ts, train/grpo.ts) tokenise with the full Qwen vocabulary; the demo needs
+// its compact vocabulary (demo/eval.ts) to learn in minutes on a CPU, so it drives these two small loops itself.
 //
 // Shapes: B prompts per step, G samples per prompt, R = B x G rows, T tokens.
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
