@@ -24,31 +24,37 @@ const rows = ['Reply with a digit.', 'Say a number.', 'Write one digit.', 'Give 
 }));
 await writeFile(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
 
-// 2. The custom reward: 1 when the completion contains the gold answer, minus a small length penalty.
+// 2. The custom reward: 1 when the completion contains the gold answer, else 0 (null when there is no gold).
 const containsGold: RewardFunction = (completions, { answers }) =>
   completions.map((c, i) => {
     const gold = answers[i];
     if (gold === null) return null;
-    return (c.includes(gold) ? 1 : 0) - 0.01 * c.length;
+    return c.includes(gold) ? 1 : 0;
   });
 
-// 3. Config. A tiny random model cannot do maths, so we keep the answer space small: 2-token replies.
+// 3. Config. A tiny random model knows nothing, so we keep the answer space small: one-token replies drawn from
+//    the first 32 token ids (ASCII punctuation and the digits 0-9), so a random policy hits '7' now and then.
 const cfg = GrpoConfig.parse({
   model: 'tiny',
   outDir: path.join(out, 'run'),
   seed: 0,
   steps: quick ? 2 : 40,
-  lr: 1e-3,
-  batchSize: 8,
+  lr: 2e-3,
+  minLrRatio: 1,
+  batchSize: 16,
   promptsPerStep: 2,
-  numGenerations: 4,
-  maxResponseLen: 2,
+  numGenerations: 8,
+  maxResponseLen: 1,
   data: { train, promptTemplate: 'qwen' },
   reward: { format: 'boxed', workers: 0 },
 });
 
 // 4. Train: rollouts (G samples per prompt, one prefill) -> rewards -> group advantages -> clipped policy loss.
-const result = await trainGrpo(cfg, { rewardFn: containsGold, progress: quick ? null : undefined });
+const result = await trainGrpo(cfg, {
+  rewardFn: containsGold,
+  sampling: { allowedVocab: 32 },
+  progress: quick ? null : undefined,
+});
 const rewards = readStepLog(result.logFile).map((r) => r.rewardMean as number);
 console.log(`${result.steps} GRPO steps; reward per step: ${rewards.map((r) => r.toFixed(2)).join(' ')}`);
 console.log(`rollouts (completion + reward per sample): ${result.rolloutsFile}`);
