@@ -219,7 +219,7 @@ function inverseCdf(p: ArrayLike<number>, ids: ArrayLike<number> | null, u: numb
 function checkFinite(row: ArrayLike<number>): void {
   for (let i = 0; i < row.length; i++) {
     const x = row[i];
-    if (x !== x || x === Number.POSITIVE_INFINITY) {
+    if (Number.isNaN(x) || x === Number.POSITIVE_INFINITY) {
       throw new Error(`sampling: logits contain ${x} at id ${i}; check the model forward (NaN/Inf)`);
     }
   }
