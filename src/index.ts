@@ -25,6 +25,7 @@ export {
   renderChatWithSpans,
   tokenizeWithLabels,
 } from './data/chat.js';
+export * from './data/compact_vocab.js';
 export * from './data/dataset.js';
 export * from './data/image.js';
 export * from './data/processor.js';
