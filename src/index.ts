@@ -38,25 +38,21 @@ export {
   type DemoBatch,
   type DemoEvalResult,
   type DemoEvalRow,
-  DemoVocab,
+  demoCorpus,
+  demoTokenizer,
   evalDemo,
   promptBatch as demoPromptBatch,
-  sftBatch as demoSftBatch,
 } from './demo/eval.js';
 export {
   DEMO_MODEL_CONFIG,
   type DemoOptions,
   type DemoSummary,
   demoDefaults,
+  demoReward,
   formatSummary,
   type GrpoStageOptions,
-  grpoStage,
-  type RolloutRecord,
-  rolloutRows,
   runDemo,
   type SftStageOptions,
-  type StageContext,
-  sftStage,
 } from './demo/pipeline.js';
 export {
   type DemoRow,

@@ -49,6 +49,7 @@ export function demoOptions(a: DemoArgsT): DemoOptions {
   if (a.tasks) o.tasks = [...a.tasks];
   if (a.rlLr) o.rl.lr = a.rlLr;
   if (a.sftLr) o.sft.lr = a.sftLr;
+  if (a.backend) o.backend = a.backend;
   return o;
 }
 
@@ -71,7 +72,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
     console.log(`${USAGE}\n\n${args.text}`);
     return 0;
   }
-  await initBackend({ backend: args.config.backend ?? ovrBackendFromEnv(process.env) });
-  await runDemo(demoOptions(args.config));
+  const o = demoOptions(args.config);
+  o.backend = args.config.backend ?? ovrBackendFromEnv(process.env);
+  await initBackend({ backend: o.backend });
+  await runDemo(o);
   return 0;
 }

@@ -11,8 +11,8 @@ import { initBackend } from '../../src/backend/index.js';
 import { demoCommand } from '../../src/cli/demo.js';
 import { renderChat } from '../../src/data/chat.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
-import { DEMO_EOS, DemoVocab } from '../../src/demo/eval.js';
-import { DEMO_MODEL_CONFIG, rolloutRows } from '../../src/demo/pipeline.js';
+import { demoTokenizer } from '../../src/demo/eval.js';
+import { DEMO_MODEL_CONFIG, demoReward } from '../../src/demo/pipeline.js';
 import { gradeDemo, makeProblems } from '../../src/demo/tasks.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
@@ -22,68 +22,40 @@ beforeAll(async () => {
   tok = await defaultTokenizer();
 });
 
-describe('DemoVocab', () => {
+describe('demo vocabulary', () => {
   it('round-trips demo conversations and matches models/demo/config.json', async () => {
     const cfg = await loadConfig(path.dirname(DEMO_MODEL_CONFIG));
-    const vocab = DemoVocab.build(tok, cfg.vocab_size);
-    expect(() => vocab.checkConfig(cfg)).not.toThrow();
-    expect(vocab.size).toBe(cfg.vocab_size);
-    expect(vocab.textEnd).toBeLessThanOrEqual(cfg.vocab_size - 4);
+    const ct = demoTokenizer(tok, cfg.vocab_size);
+    expect(() => ct.checkConfig(cfg)).not.toThrow();
+    expect(ct.vocabSize).toBe(160);
+    expect(ct.textEnd).toBeLessThanOrEqual(160 - 5);
     for (const p of makeProblems({ seed: 7, split: 'eval', count: 20 })) {
       const text = renderChat([
         { role: 'user', content: p.textPrompt },
         { role: 'assistant', content: p.target },
       ]);
-      const compact = vocab.toCompact(tok.encode(text));
-      expect(Math.max(...compact)).toBeLessThan(vocab.textEnd);
-      expect(vocab.decode(compact)).toBe(text);
+      const ids = ct.encode(text);
+      expect(Math.max(...ids)).toBeLessThan(ct.textEnd);
+      expect(ct.decode(ids)).toBe(text);
     }
-    expect(vocab.toCompact([tok.tokenToId('<|im_end|>') as number])).toEqual([DEMO_EOS]);
-    expect(vocab.toCompact([tok.tokenToId('<|image_pad|>') as number])).toEqual([cfg.image_token_id]);
-    expect(vocab.toCompact([-100])).toEqual([-100]);
-  });
-
-  it('names the culprit: an unknown token, a too-small vocab, a config pointing elsewhere', async () => {
-    const cfg = await loadConfig(path.dirname(DEMO_MODEL_CONFIG));
-    const vocab = DemoVocab.build(tok, cfg.vocab_size);
-    expect(() => vocab.toCompact(tok.encode(' elephant'))).toThrow(/not in the demo vocabulary/);
-    expect(() => DemoVocab.build(tok, 64)).toThrow(/vocab_size 64/);
-    expect(() => vocab.checkConfig({ ...cfg, image_token_id: 151655 })).toThrow(
-      /image_token_id is 151655, expected 158/,
-    );
+    expect(ct.encode('<|im_end|>')).toEqual([2]);
+    expect(ct.encode('<|image_pad|>')).toEqual([cfg.image_token_id]);
+    expect(() => ct.encode(' elephant')).toThrow(/not in the compact vocabulary/);
+    expect(() => demoTokenizer(tok, 64)).toThrow(/vocabSize is 64/);
   });
 });
 
-describe('rolloutRows', () => {
-  it('left-padded prompt + completion, targets shifted by one, mask on completion predictions', () => {
-    const prompts = {
-      inputIds: [
-        [0, 7, 8],
-        [9, 10, 11],
-      ],
-      attentionMask: [
-        [0, 1, 1],
-        [1, 1, 1],
-      ],
+describe('demoReward', () => {
+  it('grades the last boxed answer; truncated completions score 0', async () => {
+    const ctx = {
+      answers: ['red', 'red', 'circle'],
+      prompts: ['', '', ''],
+      promptIds: ['a', 'b', 'c'],
+      finishReasons: ['stop', 'length', 'stop'] as ('stop' | 'length')[],
+      completionIds: [[], [], []],
     };
-    const r = rolloutRows(prompts, [[20, 2], [21]], [0, 1]);
-    expect(r.inputIds).toEqual([
-      [0, 7, 8, 20, 2],
-      [9, 10, 11, 21, 0],
-    ]);
-    expect(r.attentionMask).toEqual([
-      [0, 1, 1, 1, 1],
-      [1, 1, 1, 1, 0],
-    ]);
-    expect(r.targets).toEqual([
-      [7, 8, 20, 2, 0],
-      [10, 11, 21, 0, 0],
-    ]);
-    // position 2 (last prompt token) predicts the first completion token
-    expect(r.mask).toEqual([
-      [0, 0, 1, 1, 0],
-      [0, 0, 1, 0, 0],
-    ]);
+    const done = '<answer> \\boxed{red} </answer>';
+    expect(await demoReward([done, done, '<answer> \\boxed{square} </answer>'], ctx)).toEqual([1, 0, 0]);
   });
 });
 
@@ -116,11 +88,12 @@ describe('ovr-train demo --quick', () => {
     expect(opts.seed).toBe(3);
 
     const sft = readJsonl(path.join(out, 'sft', 'log.jsonl'));
-    expect(sft.map((r) => r.step)).toEqual([...Array(opts.sft.steps).keys()]);
+    expect(sft.map((r) => r.step)).toEqual([...Array(opts.sft.steps).keys()].map((k) => k + 1));
     for (const r of sft) expect(Number.isFinite(r.loss) && r.loss > 0).toBe(true);
 
     const rl = readJsonl(path.join(out, 'rl', 'log.jsonl'));
-    expect(rl.map((r) => r.step)).toEqual([...Array(opts.rl.steps).keys()]);
+    expect(rl.map((r) => r.step)).toEqual([...Array(opts.rl.steps).keys()].map((k) => k + 1));
+    const answerOf = new Map(readJsonl(path.join(out, 'data', 'rl.jsonl')).map((x) => [x.id, x.answer]));
     const rollouts = readJsonl(path.join(out, 'rl', 'rollouts.jsonl'));
     expect(rollouts).toHaveLength(opts.rl.steps * opts.rl.batchSize * opts.rl.groupSize);
     for (const r of rl) {
@@ -131,7 +104,9 @@ describe('ovr-train demo --quick', () => {
     }
     for (const x of rollouts) {
       expect(['stop', 'length']).toContain(x.finishReason);
-      expect(x.reward).toBe(x.finishReason === 'length' ? 0 : gradeDemo(x.completion, x.answer));
+      expect(x.reward).toBe(
+        x.finishReason === 'length' ? 0 : gradeDemo(x.completion, answerOf.get(x.promptId)),
+      );
     }
 
     const summary = JSON.parse(readFileSync(path.join(out, 'summary.json'), 'utf8'));
@@ -151,7 +126,7 @@ describe('ovr-train demo --quick', () => {
 
     for (const stage of ['sft', 'rl']) {
       const dir = path.join(out, 'checkpoints', stage);
-      for (const f of ['model.safetensors', 'config.json', 'demo_vocab.json'])
+      for (const f of ['model.safetensors', 'config.json', 'compact_vocab.json'])
         expect(existsSync(path.join(dir, f))).toBe(true);
     }
     const back = await Qwen2_5_VL.load(path.join(out, 'checkpoints', 'rl'));

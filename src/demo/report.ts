@@ -1,0 +1,122 @@
+// The demo's HTML report and PNG charts (report/charts.ts, report/html.ts): reward, held-out accuracy, response
+// length and behaviour rates over RL steps, the SFT loss, and held-out accuracy by task.
+import path from 'node:path';
+import { BEHAVIORS, type Behavior } from '../analysis/behaviors.js';
+import { lineChart } from '../report/charts.js';
+import { writeReport } from '../report/html.js';
+import type { GrpoStepRecord } from '../train/grpo.js';
+import type { StepRecord } from '../util/log.js';
+import type { DemoEvalResult } from './eval.js';
+import type { DemoOptions, DemoSummary } from './pipeline.js';
+import { TASK_KINDS } from './tasks.js';
+
+const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
+
+/** Moving average over a window of `k` (shorter at the start). */
+function smooth(points: [number, number][], k: number): [number, number][] {
+  return points.map(([x], i) => [x, mean(points.slice(Math.max(0, i - k + 1), i + 1).map((p) => p[1]))]);
+}
+
+export type Curves = {
+  sft: StepRecord[];
+  rl: GrpoStepRecord[];
+  evalCurve: [number, number][];
+  cold: DemoEvalResult;
+  coldText: DemoEvalResult;
+  after: DemoEvalResult;
+};
+
+async function demoCharts(c: Curves): Promise<{ name: string; png: Buffer }[]> {
+  const pts = (rs: StepRecord[], k: string): [number, number][] => rs.map((r) => [r.step, r[k] as number]);
+  const reward = pts(c.rl, 'rewardMean');
+  const beh = (b: Behavior): [number, number][] =>
+    c.rl.map((r) => [r.step, (r.behaviors as Record<Behavior, number>)[b]]);
+  return [
+    {
+      name: 'reward',
+      png: await lineChart({
+        title: 'RL reward (held-in images)',
+        xLabel: 'RL step',
+        yLabel: 'mean reward',
+        series: [
+          { name: 'per step', points: reward },
+          { name: 'moving avg (5)', points: smooth(reward, 5) },
+        ],
+      }),
+    },
+    {
+      name: 'accuracy',
+      png: await lineChart({
+        title: 'Held-out image accuracy during RL',
+        xLabel: 'RL step',
+        yLabel: 'accuracy',
+        series: [{ name: 'eval subset (greedy)', points: c.evalCurve }],
+      }),
+    },
+    {
+      name: 'response_length',
+      png: await lineChart({
+        title: 'Response length',
+        xLabel: 'RL step',
+        yLabel: 'tokens',
+        series: [
+          { name: 'mean', points: pts(c.rl, 'responseLenMean') },
+          { name: 'max', points: pts(c.rl, 'responseLenMax') },
+        ],
+      }),
+    },
+    {
+      name: 'behaviors',
+      png: await lineChart({
+        title: 'Cognitive behaviours in rollouts',
+        xLabel: 'RL step',
+        yLabel: 'rate',
+        series: BEHAVIORS.map((b) => ({ name: b, points: beh(b) })),
+      }),
+    },
+    {
+      name: 'sft_loss',
+      png: await lineChart({
+        title: 'Stage 1 SFT loss (text only)',
+        xLabel: 'SFT step',
+        yLabel: 'loss',
+        series: [{ name: 'loss', points: pts(c.sft, 'loss') }],
+      }),
+    },
+  ];
+}
+
+/** Writes `o.out/report/` (index.html + PNG charts); returns the HTML path. */
+export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves): Promise<string> {
+  const byTask = (r: DemoEvalResult) => TASK_KINDS.map((t) => r.byTask[t] ?? null);
+  const samples = c.after.rows.slice(0, 6).map((r) => ({
+    title: `eval ${r.id} (${r.task}) after RL`,
+    completion: r.completion,
+    meta: { answer: r.answer, reward: r.reward },
+  }));
+  return writeReport(path.join(o.out, 'report'), {
+    title: 'OVR demo: linguistic cold start + multimodal RL (toy scale)',
+    summary: {
+      'wall time (s)': Math.round(s.wallSeconds),
+      'SFT loss start -> end': `${s.sftLossStart.toFixed(3)} -> ${s.sftLossEnd.toFixed(3)}`,
+      'RL reward first -> last fifth': `${s.rewardStart.toFixed(3)} -> ${s.rewardEnd.toFixed(3)}`,
+      'held-out image accuracy, cold start': s.coldStartImageAccuracy,
+      'held-out image accuracy, after RL': s.rlImageAccuracy,
+      'held-out text accuracy, cold start': s.coldStartTextAccuracy,
+      seed: o.seed,
+    },
+    charts: await demoCharts(c),
+    tables: [
+      {
+        name: 'Held-out accuracy by task',
+        columns: ['model', 'input', ...TASK_KINDS, 'all'],
+        rows: [
+          ['cold start', 'text', ...byTask(c.coldText), c.coldText.accuracy],
+          ['cold start', 'image', ...byTask(c.cold), c.cold.accuracy],
+          ['after RL', 'image', ...byTask(c.after), c.after.accuracy],
+        ],
+      },
+    ],
+    samples,
+  });
+}
