@@ -20,8 +20,10 @@ export interface RunResult {
   vision?: { image: number; patches: number; forwardMs: number; fwdBwdMs: number };
   memory?: { peakTensorBytes?: number; peakRssBytes: number };
   peakTensorBytesSource?: string;
-  profile?: { wallMs: number; rows: KernelSummary[] };
+  profile?: { wallMs: number; rows: KernelSummary[] } | { error: string };
   wallS?: number;
+  /** 1-minute load average when the process started. */
+  loadavg?: number;
 }
 
 export interface BenchResults {
@@ -52,6 +54,7 @@ function numbers(r: RunResult): string[] {
     f(r.vision?.fwdBwdMs),
     mb(r.memory?.peakTensorBytes),
     mb(r.memory?.peakRssBytes),
+    f(r.loadavg, 2),
   ];
 }
 
@@ -82,9 +85,10 @@ export function configTables(res: BenchResults, config: string): string {
       'vision fwd+bwd ms',
       'peak tensors MiB',
       'peak RSS MiB',
+      'load',
     ]),
   );
-  out.push(row(Array(10).fill('---')));
+  out.push(row(Array(11).fill('---')));
   for (const r of runs) {
     if (r.skipped || r.error)
       out.push(
@@ -115,41 +119,52 @@ export function configTables(res: BenchResults, config: string): string {
   return out.join('\n');
 }
 
-/** Native sgemm peak and our FLOP rates as a fraction of it (matMul 1024 and the SFT step's model FLOPs). */
+/** Native sgemm peak (per config: the torch.mm of that config's PyTorch process) and our FLOP rates as a fraction of it. */
 export function flopTable(res: BenchResults): string {
-  const ref = res.runs.find((r) => r.impl === 'pytorch' && r.sgemm);
-  const peak = Math.max(...(ref?.sgemm ?? []).map((s) => s.gflops), 0);
+  const peakOf = (config: string): number =>
+    Math.max(0, ...(res.runs.find((r) => r.config === config && r.sgemm)?.sgemm ?? []).map((s) => s.gflops));
   const out = [
-    `Native sgemm (torch.mm, ${ref?.threads ?? '?'} threads, same run): ${(ref?.sgemm ?? [])
-      .map((s) => `n=${s.n} ${f(s.gflops)} GFLOP/s`)
-      .join(', ')}; peak used below = ${f(peak)} GFLOP/s.`,
+    'Peak = the best `torch.mm` (n = 1024 / 2048) GFLOP/s measured by the PyTorch process of the same config, in the',
+    'same run (the load changed between processes, so each config has its own peak).',
     '',
-    row(['config', 'backend', 'matMul 1024 GFLOP/s', 'of peak', 'SFT model GFLOP/s', 'of peak']),
-    row(Array(6).fill('---')),
+    row([
+      'config',
+      'backend',
+      'sgemm peak GFLOP/s',
+      'matMul 1024 GFLOP/s',
+      'of peak',
+      'SFT model GFLOP/s',
+      'of peak',
+    ]),
+    row(Array(7).fill('---')),
   ];
   for (const r of res.runs.filter((x) => !x.skipped && !x.error)) {
+    const peak = peakOf(r.config);
     const mm = r.impl === 'pytorch' ? r.sgemm?.[0]?.gflops : r.matmul1024Gflops;
-    const sft = r.sft?.modelGflops;
-    out.push(
-      row([
-        r.config,
-        label(r),
-        f(mm),
-        peak && mm ? `${((100 * mm) / peak).toFixed(0)}%` : '–',
-        f(sft),
-        peak && sft ? `${((100 * sft) / peak).toFixed(1)}%` : '–',
-      ]),
-    );
+    const sft = r.sft?.modelGflops ?? (r.impl === 'pytorch' ? modelRate(res, r) : undefined);
+    const pct = (x: number | undefined, d: number) => (peak && x ? `${((100 * x) / peak).toFixed(d)}%` : '–');
+    out.push(row([r.config, label(r), f(peak), f(mm), pct(mm, 0), f(sft), pct(sft, 1)]));
   }
   return out.join('\n');
+}
+
+/** PyTorch's SFT model GFLOP/s from ours: same model FLOPs per step, so rate scales with 1 / step time. */
+function modelRate(res: BenchResults, torch: RunResult): number | undefined {
+  const ours = res.runs.find((r) => r.config === torch.config && r.sft?.modelGflops && r.sft.ms);
+  return ours?.sft?.modelGflops && ours.sft.ms && torch.sft?.ms
+    ? (ours.sft.modelGflops * ours.sft.ms) / torch.sft.ms
+    : undefined;
 }
 
 /**
  * Per-kernel profile of one SFT step: `before` (baseline result) and, when given, `after` columns.
  * @example profileTable(baseline.runs[i].profile, current.runs[i].profile)
  */
-export function profileTable(before: RunResult['profile'], after?: RunResult['profile']): string {
-  if (!before) return '_no profile recorded (run with the wasm backend)_';
+export function profileTable(before0: RunResult['profile'], after0?: RunResult['profile']): string {
+  if (!before0) return '_no profile recorded (run with the wasm backend)_';
+  if ('error' in before0) return `_the profiled step failed: ${before0.error}_`;
+  const before = before0;
+  const after = after0 && 'rows' in after0 ? after0 : undefined;
   const afterBy = new Map((after?.rows ?? []).map((r) => [r.name, r]));
   const head = [
     'kernel',

@@ -7,7 +7,7 @@
 //      OVR_BENCH_REPEATS=3  OVR_BENCH_WARMUP=1  OVR_BENCH_TORCH_THREADS=2  OVR_BENCH_PYTHON=/usr/bin/python3
 //      OVR_BENCH_BASELINE=bench/results/<earlier>.json  the "before" profile column (default: this run only)
 //      OVR_BENCH_MERGE=1  replace only the re-run pairs in today's result file (keep the others)
-//      OVR_BENCH_MICRO=2  micro-batches of the small wasm SFT step (1 does not fit the wasm heap today)
+//      OVR_BENCH_REPORT_ONLY=1  only regenerate docs/performance.md from today's result file
 //      OVR_BENCH_CPU_SMALL=1  also run the pure-JS cpu backend on the small config (about 1 GFLOP/s: many minutes a step)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,7 +34,12 @@ const SETTINGS = { batch: 2, seq: 256, genPrompt: 32, genNew: 32, image: 112 };
 const CONFIGS: Record<string, string> = {
   tiny: 'models/tiny/config.json',
   small: 'bench/configs/small.json',
+  // The small model at T = 128: the largest sequence whose SFT gradients fit the wasm heap today.
+  small_T128: 'bench/configs/small.json',
 };
+/** Sequence length per config (default SETTINGS.seq). */
+const SEQ: Record<string, number> = { small_T128: 128 };
+const seqOf = (config: string): number => SEQ[config] ?? SETTINGS.seq;
 
 interface Plan {
   config: string;
@@ -45,6 +50,19 @@ interface Plan {
   skip?: string;
 }
 
+/** wasm flags for the small configs: profiled, split SFT step (see defaultPlan). */
+const WASM_SPLIT = [
+  '--profile',
+  '--micro-batches',
+  '2',
+  '--sft-mode',
+  'split',
+  '--repeats',
+  '2',
+  '--wasm-max-gib',
+  '3.95',
+];
+
 /** The default plan: every backend on tiny, and on small all but the pure-JS cpu backend (unless asked). */
 export function defaultPlan(cpuSmall: boolean): Plan[] {
   const slow = ['--warmup', '1', '--repeats', '1'];
@@ -54,13 +72,10 @@ export function defaultPlan(cpuSmall: boolean): Plan[] {
     { config: 'tiny', backend: 'cpu', flags: slow },
     { config: 'tiny', backend: 'webgpu', flags: slow },
     { config: 'small', backend: 'torch' },
-    // The small SFT step peaks above the library's 3.5 GiB wasm guard (see docs/performance.md); the wasm32
-    // heap is 4 GiB, so the bench raises the guard to 3.85 GiB for this run.
-    {
-      config: 'small',
-      backend: 'wasm',
-      flags: ['--profile', '--wasm-max-gib', process.env.OVR_BENCH_WASM_MAX_GIB ?? '3.85'],
-    },
+    // The small SFT step does not fit the 4 GiB wasm32 heap as one B=2 step (docs/performance.md): wasm runs it
+    // split, AdamW.step alone first (its [V, D] temporaries need a 3.95 GiB guard), then grads + clip of 2
+    // accumulated micro-batches of 1 row (same 512 tokens, same gradient) with no optimizer state alive.
+    { config: 'small', backend: 'wasm', flags: WASM_SPLIT },
     cpuSmall
       ? { config: 'small', backend: 'cpu', flags: ['--warmup', '0', '--repeats', '1'] }
       : {
@@ -69,6 +84,8 @@ export function defaultPlan(cpuSmall: boolean): Plan[] {
           skip: 'pure-JS backend at ~1 GFLOP/s: one SFT step is ~350 GFLOP (minutes); OVR_BENCH_CPU_SMALL=1 runs it',
         },
     { config: 'small', backend: 'webgpu', flags: slow },
+    { config: 'small_T128', backend: 'torch', flags: ['--skip', 'generate,vision'] },
+    { config: 'small_T128', backend: 'wasm', flags: [...WASM_SPLIT, '--skip', 'generate,vision'] },
   ];
 }
 
@@ -89,7 +106,14 @@ function runOurs(p: Plan): RunResult {
     'tsx',
     'bench/model.ts',
     ...['--backend', p.backend, '--config', CONFIGS[p.config], '--name', p.config],
-    ...['--batch', String(SETTINGS.batch), '--seq', String(SETTINGS.seq), '--image', String(SETTINGS.image)],
+    ...[
+      '--batch',
+      String(SETTINGS.batch),
+      '--seq',
+      String(seqOf(p.config)),
+      '--image',
+      String(SETTINGS.image),
+    ],
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
     ...(p.flags ?? []),
@@ -131,7 +155,14 @@ function runTorch(p: Plan): RunResult {
   const args = [
     'bench/torch_ref.py',
     ...['--config', CONFIGS[p.config], '--name', p.config, '--threads', String(TORCH_THREADS)],
-    ...['--batch', String(SETTINGS.batch), '--seq', String(SETTINGS.seq), '--image', String(SETTINGS.image)],
+    ...[
+      '--batch',
+      String(SETTINGS.batch),
+      '--seq',
+      String(seqOf(p.config)),
+      '--image',
+      String(SETTINGS.image),
+    ],
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
   ];
@@ -183,6 +214,11 @@ export function updateDoc(doc: string, res: BenchResults, baseline: BenchResults
 }
 
 async function main(): Promise<void> {
+  if (process.env.OVR_BENCH_REPORT_ONLY === '1') {
+    const file = path.join(ROOT, 'bench', 'results', `${new Date().toISOString().slice(0, 10)}.json`);
+    writeReport(JSON.parse(readFileSync(file, 'utf8')) as BenchResults);
+    return;
+  }
   const only = (process.env.OVR_BENCH_ONLY ?? '').split(',').filter(Boolean);
   const plan = defaultPlan(process.env.OVR_BENCH_CPU_SMALL === '1').filter(
     (p) => only.length === 0 || only.includes(`${p.config}/${p.backend}`),
@@ -202,13 +238,14 @@ async function main(): Promise<void> {
     configs: Object.fromEntries(
       Object.entries(CONFIGS).map(([k, f]) => [
         k,
-        describeConfig(parseConfig(JSON.parse(readFileSync(path.join(ROOT, f), 'utf8')), f)),
+        `${describeConfig(parseConfig(JSON.parse(readFileSync(path.join(ROOT, f), 'utf8')), f))} | B=${SETTINGS.batch} T=${seqOf(k)}`,
       ]),
     ),
     runs: [],
   };
   for (const p of plan) {
     const t0 = performance.now();
+    const load = os.loadavg()[0];
     console.error(`bench: ${p.config} / ${p.backend} ...`);
     const r: RunResult = p.skip
       ? { impl: 'ovr', backend: p.backend, config: p.config, skipped: p.skip }
@@ -216,6 +253,7 @@ async function main(): Promise<void> {
         ? runTorch(p)
         : runOurs(p);
     r.wallS = Number(((performance.now() - t0) / 1e3).toFixed(1));
+    r.loadavg = Number(load.toFixed(2));
     if (r.impl === 'pytorch' && !r.skipped && !r.error) {
       const t = r as RunResult & { versions?: Record<string, string>; blasLibs?: string[] };
       res.versions.torch = t.versions?.torch ?? '?';
@@ -233,14 +271,19 @@ async function main(): Promise<void> {
   if (process.env.OVR_BENCH_MERGE === '1' && existsSync(file))
     mergeInto(res, JSON.parse(readFileSync(file, 'utf8')));
   writeFileSync(file, `${JSON.stringify(res, null, 2)}\n`);
+  writeReport(res);
+  console.error(`bench: wrote ${path.relative(ROOT, file)} and docs/performance.md`);
+  for (const c of Object.keys(res.configs)) console.log(`\n## ${c}\n\n${configTables(res, c)}`);
+  checkSameModel(res);
+}
+
+/** Regenerates docs/performance.md from `res` (profile "before" from OVR_BENCH_BASELINE when set). */
+function writeReport(res: BenchResults): void {
   const docPath = path.join(ROOT, 'docs', 'performance.md');
   const basePath = process.env.OVR_BENCH_BASELINE;
   const baseline = basePath ? (JSON.parse(readFileSync(basePath, 'utf8')) as BenchResults) : null;
   const doc = existsSync(docPath) ? readFileSync(docPath, 'utf8') : '# Performance\n';
   writeFileSync(docPath, updateDoc(doc, res, baseline));
-  console.error(`bench: wrote ${path.relative(ROOT, file)} and docs/performance.md`);
-  for (const c of Object.keys(res.configs)) console.log(`\n## ${c}\n\n${configTables(res, c)}`);
-  checkSameModel(res);
 }
 
 /** Keeps the earlier runs of `old` that `res` did not redo (in their original order), and notes both dates. */
@@ -249,8 +292,8 @@ function mergeInto(res: BenchResults, old: BenchResults): void {
   const redone = new Map(res.runs.map((r) => [key(r), r]));
   res.runs = old.runs.map((r) => redone.get(key(r)) ?? r);
   for (const r of redone.values()) if (!res.runs.includes(r)) res.runs.push(r);
-  res.machine.loadavgStart = `${old.machine.loadavgStart} (first run ${old.date}); re-run ${res.machine.loadavgStart}`;
-  res.date = `${old.date}; re-run of ${[...redone.keys()].join(', ')} at ${res.date}`;
+  res.machine.loadavgStart = old.machine.loadavgStart;
+  res.date = `${String(old.date).split(';')[0]}; last re-run (${[...redone.keys()].join(', ')}) ${res.date}`;
 }
 
 /** The PyTorch model must have exactly our parameter count per config, or the comparison is void. */

@@ -263,6 +263,7 @@ def main():
     ap.add_argument("--gen-batches", default="1,8")
     ap.add_argument("--image", type=int, default=112)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip", default="", help="comma list of: generate, vision")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -306,8 +307,9 @@ def main():
         ms, all_ms = median_ms(lambda: model.logits(model.hidden(ids)[0]), a.warmup, a.repeats)
     out["forward"] = {"ms": ms, "allMs": all_ms, "tokensPerS": B * T / ms * 1e3}
 
+    skip = set(filter(None, a.skip.split(",")))
     gen = {}
-    for gb in [int(x) for x in a.gen_batches.split(",")]:
+    for gb in [] if "generate" in skip else [int(x) for x in a.gen_batches.split(",")]:
         prompt = torch.randint(0, V, (gb, a.gen_prompt), generator=g)
 
         def run():
@@ -322,7 +324,12 @@ def main():
             ms, all_ms = median_ms(run, a.warmup, a.repeats)
         gen[str(gb)] = {"ms": ms, "allMs": all_ms, "tokensPerS": gb * a.gen_new / ms * 1e3,
                         "prompt": a.gen_prompt, "newTokens": a.gen_new}
-    out["generate"] = gen
+    if gen:
+        out["generate"] = gen
+    if "vision" in skip:
+        out["memory"] = {"peakRssBytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+        print(json.dumps(out))
+        return
 
     v = c["vision_config"]
     grid = [[1, a.image // v["patch_size"], a.image // v["patch_size"]]]

@@ -1,0 +1,199 @@
+// Kernel patches for @tensorflow/tfjs-backend-wasm 4.22 (see docs/backends.md for the measurements):
+//  - UnsortedSegmentSum is missing (tfjs#8082), so gather has no gradient on wasm: added via ScatterNd.
+//  - BatchMatMul / _FusedMatMul reach XNNPACK only with no transpose flags and batch 1 on both sides
+//    (tfjs batch_mat_mul_impl.cc); everything else runs a ~2 GFLOP/s scalar loop, including both
+//    matMul gradients. The wrappers transpose explicitly and fold a's batch into rows when b is a weight.
+
+import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
+import { applyPatch, callKernel, isPatched, type KernelPatch, removePatch, sizeOf } from './kernels.js';
+
+const WASM = 'wasm';
+
+/** Minimal view of the wasm backend internals the patches read. */
+interface WasmData {
+  memoryOffset: number | null;
+  shape: number[];
+  dtype: tf.DataType;
+}
+interface WasmBackendLike {
+  dataIdMap: { get(id: object): WasmData | undefined; has(id: object): boolean };
+  readSync(dataId: object): tf.backend_util.BackendValues;
+  disposeData(dataId: object, force?: boolean): boolean;
+}
+
+const kernel = (
+  name: string,
+  backend: object,
+  inputs: Record<string, TensorInfo>,
+  attrs: NamedAttrMap = {},
+) => callKernel(name, backend, inputs, attrs, WASM);
+const release = (backend: object, infos: TensorInfo[]): void => {
+  for (const t of infos) (backend as WasmBackendLike).disposeData(t.dataId);
+};
+
+/** Throws when a segment id is outside [0, numSegments): ScatterNd would write outside the output. */
+function checkSegmentIds(backend: WasmBackendLike, ids: TensorInfo, numSegments: number): void {
+  const vals = backend.readSync(ids.dataId) as Int32Array;
+  for (let i = 0; i < vals.length; i++) {
+    if (vals[i] < 0 || vals[i] >= numSegments) {
+      throw new Error(
+        `UnsortedSegmentSum (wasm patch): segment id ${vals[i]} at position ${i} is outside [0, ${numSegments}); ` +
+          'check the indices passed to tf.gather / tf.unsortedSegmentSum.',
+      );
+    }
+  }
+}
+
+/**
+ * unsortedSegmentSum(x, ids, n) == scatterNd(ids[:, None], x, [n, ...]) because ScatterNd sums duplicates.
+ * Shapes: x [N, ...inner], ids [N] (int32) -> out [numSegments, ...inner].
+ */
+const segmentSum: KernelFunc = ({ inputs, backend, attrs }) => {
+  const { x, segmentIds } = inputs as { x: TensorInfo; segmentIds: TensorInfo };
+  const numSegments = (attrs as { numSegments: number }).numSegments;
+  checkSegmentIds(backend as WasmBackendLike, segmentIds, numSegments);
+  const n = sizeOf(segmentIds.shape);
+  const inner = x.shape.slice(segmentIds.shape.length);
+  const idx = kernel('Reshape', backend, { x: segmentIds }, { shape: [n, 1] });
+  const upd = kernel('Reshape', backend, { x }, { shape: [n, ...inner] });
+  try {
+    return kernel('ScatterNd', backend, { indices: idx, updates: upd }, { shape: [numSegments, ...inner] });
+  } finally {
+    release(backend, [idx, upd]);
+  }
+};
+
+/** Swap the last two axes with the Transpose kernel (a real copy, then XNNPACK sees no flag). */
+function transposeLast2(backend: object, x: TensorInfo): TensorInfo {
+  const r = x.shape.length;
+  const perm = [...Array(r - 2).keys(), r - 1, r - 2];
+  return kernel('Transpose', backend, { x }, { perm });
+}
+
+interface MatMulPlan {
+  a: TensorInfo;
+  b: TensorInfo;
+  tmp: TensorInfo[];
+  outShape: number[];
+}
+
+/**
+ * Rewrite a matmul whose b has batch 1 as one [1, batchA*M, K] x [1, K, N] product.
+ * Returns null when the fast path does not apply (true batched, non-float, mismatched K).
+ */
+function planFolded(backend: object, a0: TensorInfo, b0: TensorInfo, attrs: NamedAttrMap): MatMulPlan | null {
+  const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+  const batchA = sizeOf(a0.shape.slice(0, -2));
+  const batchB = sizeOf(b0.shape.slice(0, -2));
+  if (batchB !== 1 || a0.dtype !== 'float32' || b0.dtype !== 'float32') return null;
+  if (!transposeA && !transposeB && batchA === 1) return null; // already XNNPACK's fast path
+  const kA = a0.shape.at(transposeA ? -2 : -1);
+  const kB = b0.shape.at(transposeB ? -1 : -2);
+  if (kA !== kB) return null; // let the stock kernel raise its usual shape error
+  const a1 = transposeA ? transposeLast2(backend, a0) : a0;
+  const b1 = transposeB ? transposeLast2(backend, b0) : b0;
+  const tmp = [a1, b1].filter((t, i) => t !== [a0, b0][i]);
+  const [m, k] = a1.shape.slice(-2);
+  const n = b1.shape.at(-1) as number;
+  const a = kernel('Reshape', backend, { x: a1 }, { shape: [1, batchA * m, k] });
+  const b = kernel('Reshape', backend, { x: b1 }, { shape: [1, k, n] });
+  tmp.push(a, b);
+  const batch = tf.broadcast_util.assertAndGetBroadcastShape(a0.shape.slice(0, -2), b0.shape.slice(0, -2));
+  return { a, b, tmp, outShape: [...batch, m, n] };
+}
+
+/** Run `original` on the folded plan and reshape its [1, batchA*M, N] output back. */
+function runFolded(
+  original: KernelFunc,
+  backend: object,
+  plan: MatMulPlan,
+  extra: Record<string, TensorInfo>,
+  attrs: NamedAttrMap,
+) {
+  try {
+    const inputs = { ...extra, a: plan.a, b: plan.b };
+    const flat = original({
+      inputs,
+      backend,
+      attrs: { ...attrs, transposeA: false, transposeB: false },
+    }) as TensorInfo;
+    const out = kernel('Reshape', backend, { x: flat }, { shape: plan.outShape });
+    release(backend, [flat]);
+    return out;
+  } finally {
+    release(backend, plan.tmp);
+  }
+}
+
+/** BatchMatMul: weight-style products go to XNNPACK; true batched (attention) products stay stock. */
+function fastBatchMatMul(original: KernelFunc | null): KernelFunc {
+  if (!original)
+    throw new Error('wasm BatchMatMul kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
+  return (params) => {
+    const { a, b } = params.inputs as { a: TensorInfo; b: TensorInfo };
+    const plan = planFolded(params.backend, a, b, params.attrs ?? {});
+    return plan ? runFolded(original, params.backend, plan, {}, params.attrs ?? {}) : original(params);
+  };
+}
+
+/** _FusedMatMul (+bias, activation): same rewrite when the bias is rank 1 and prelu weights are not batched. */
+function fastFusedMatMul(original: KernelFunc | null): KernelFunc {
+  if (!original)
+    throw new Error('wasm _FusedMatMul kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
+  return (params) => {
+    const {
+      a,
+      b,
+      bias,
+      preluActivationWeights: prelu,
+    } = params.inputs as Record<string, TensorInfo | undefined>;
+    if (!a || !b || (prelu && prelu.shape.length > 1)) return original(params);
+    const plan = planFolded(params.backend, a, b, params.attrs ?? {});
+    if (!plan) return original(params);
+    const extra: Record<string, TensorInfo> = {};
+    if (bias) extra.bias = bias;
+    if (prelu) extra.preluActivationWeights = prelu;
+    return runFolded(original, params.backend, plan, extra, params.attrs ?? {});
+  };
+}
+
+/** The wasm kernel patches, in install order. */
+export const WASM_PATCHES: readonly KernelPatch[] = [
+  {
+    id: 'wasm.UnsortedSegmentSum',
+    kernelName: 'UnsortedSegmentSum',
+    backendName: WASM,
+    make: () => segmentSum,
+  },
+  { id: 'wasm.BatchMatMul', kernelName: 'BatchMatMul', backendName: WASM, make: fastBatchMatMul },
+  { id: 'wasm._FusedMatMul', kernelName: '_FusedMatMul', backendName: WASM, make: fastFusedMatMul },
+];
+
+/**
+ * Install the wasm kernel patches (idempotent). Returns the ids installed by this call.
+ * UnsortedSegmentSum is only added when the backend has none (a future tfjs may ship it).
+ * @example installWasmPatches() // ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul']
+ */
+export function installWasmPatches(): string[] {
+  const done: string[] = [];
+  for (const p of WASM_PATCHES) {
+    const stock = tf.getKernel(p.kernelName, WASM);
+    if (p.kernelName === 'UnsortedSegmentSum' && stock && !isPatched(p)) continue;
+    if (applyPatch(p)) done.push(p.id);
+  }
+  return done;
+}
+
+/**
+ * Restore the stock wasm kernels (benchmarks compare both). Returns the ids removed.
+ * @example removeWasmPatches(); runStock(); installWasmPatches();
+ */
+export function removeWasmPatches(): string[] {
+  return WASM_PATCHES.filter((p) => removePatch(p)).map((p) => p.id);
+}
+
+/** Ids of the wasm patches currently active. */
+export function activeWasmPatches(): string[] {
+  return WASM_PATCHES.filter((p) => isPatched(p)).map((p) => p.id);
+}

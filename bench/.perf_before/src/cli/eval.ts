@@ -1,0 +1,142 @@
+// `ovr-train eval --model DIR --data FILE.jsonl [--limit N] [--samples K] [--out DIR] [--max-new-tokens N] ...`
+// Benchmark evaluation (src/eval): MATH500, MATH-Vision and MathVerse text-only JSONL; greedy pass@1 or avg@K;
+// accuracy overall / per subject / per level; every completion + verdict in OUT/completions.jsonl.
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { BACKEND_NAMES, initBackend, ovrBackendFromEnv } from '../backend/index.js';
+import { PROMPT_TEMPLATES } from '../data/templates.js';
+import { defaultTokenizer, loadTokenizer } from '../data/tokenizer.js';
+import { readEvalItems } from '../eval/data.js';
+import { type Breakdown, type EvalSummary, runEval, summarizeRecords } from '../eval/harness.js';
+import { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { ArgsError, parseArgs } from './args.js';
+
+export const EvalArgs = z
+  .object({
+    model: z
+      .string()
+      .min(1)
+      .describe('model folder: config.json + safetensors (+ tokenizer.json, else the Qwen2.5 tokenizer)'),
+    data: z
+      .string()
+      .min(1)
+      .describe(
+        'benchmark JSONL: MATH500 (problem/answer), MATH-Vision (question/image/answer), MathVerse (question/answer)',
+      ),
+    limit: z.number().int().min(1).optional().describe('evaluate only the first N rows'),
+    samples: z
+      .number()
+      .int()
+      .min(1)
+      .default(1)
+      .describe('completions per problem: 1 = greedy pass@1, K > 1 = sampled avg@K'),
+    temperature: z
+      .number()
+      .min(0)
+      .optional()
+      .describe('sampling temperature (default: greedy for K = 1, 1.0 for K > 1)'),
+    maxNewTokens: z.number().int().min(1).default(1024).describe('most new tokens per completion'),
+    template: z
+      .enum(PROMPT_TEMPLATES)
+      .default('qwen')
+      .describe('prompt template: qwen (chat + \\boxed{} CoT suffix) or orz (think/answer)'),
+    batchSize: z.number().int().min(1).default(8).describe('problems per generation batch'),
+    maxPixels: z
+      .number()
+      .int()
+      .min(3136)
+      .default(401408)
+      .describe('upper bound on image pixels after resizing'),
+    seed: z.number().int().min(0).default(0).describe('sampling seed'),
+    out: z.string().optional().describe('output folder (default runs/eval-<timestamp>)'),
+    backend: z.enum(BACKEND_NAMES).optional().describe('tfjs backend (default: OVR_BACKEND or auto)'),
+  })
+  .strict();
+
+export type EvalArgsT = z.output<typeof EvalArgs>;
+
+function breakdownLines(name: string, b: Breakdown): string[] {
+  return Object.entries(b)
+    .sort(([a], [c]) => a.localeCompare(c))
+    .map(([k, v]) => `  ${name} ${k.padEnd(28)} ${v.accuracy.toFixed(3)}  (n=${v.n})`);
+}
+
+/** Human-readable summary. */
+export function formatEvalSummary(s: EvalSummary): string {
+  return [
+    `${s.metric} accuracy ${s.accuracy.toFixed(3)} on ${s.n} problems`,
+    ...breakdownLines('subject', s.bySubject),
+    ...breakdownLines('level', s.byLevel),
+  ].join('\n');
+}
+
+/**
+ * Loads the model, runs the benchmark, writes OUT/completions.jsonl + OUT/summary.json; returns the summary.
+ * The tfjs backend must be set up.
+ * @example const s = await evalRun({ ...EvalArgs.parse({ model: 'm', data: 'd.jsonl' }), limit: 20 });
+ */
+export async function evalRun(
+  a: EvalArgsT,
+  say: (l: string) => void = console.log,
+): Promise<EvalSummary & { out: string }> {
+  if (existsSync(path.join(a.model, 'demo_vocab.json'))) {
+    throw new Error(
+      `${a.model} is a demo checkpoint (compact vocabulary); it only reads demo prompts, not benchmarks`,
+    );
+  }
+  const t0 = performance.now();
+  const items = await readEvalItems(a.data, a.limit);
+  const tok = existsSync(path.join(a.model, 'tokenizer.json'))
+    ? await loadTokenizer(a.model)
+    : await defaultTokenizer();
+  const model = await Qwen2_5_VL.load(a.model);
+  const out = a.out ?? `runs/eval-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  try {
+    const records = await runEval(model, tok, items, {
+      samples: a.samples,
+      temperature: a.temperature,
+      maxNewTokens: a.maxNewTokens,
+      template: a.template,
+      batchSize: a.batchSize,
+      seed: a.seed,
+      maxPixels: a.maxPixels,
+      onProgress: (d, n) => say(`  ${d}/${n} problems`),
+    });
+    const summary = { ...summarizeRecords(records, a.samples), seconds: (performance.now() - t0) / 1000 };
+    await mkdir(out, { recursive: true });
+    await writeFile(
+      path.join(out, 'completions.jsonl'),
+      records.map((r) => JSON.stringify(r)).join('\n') + '\n',
+    );
+    await writeFile(
+      path.join(out, 'summary.json'),
+      `${JSON.stringify({ model: a.model, data: a.data, ...summary }, null, 2)}\n`,
+    );
+    say(formatEvalSummary(summary));
+    say(`completions: ${path.join(out, 'completions.jsonl')}`);
+    return { ...summary, out };
+  } finally {
+    model.dispose();
+  }
+}
+
+/** CLI entry; returns the exit code. */
+export async function evalCommand(argv: string[]): Promise<number> {
+  let args: ReturnType<typeof parseArgs<typeof EvalArgs>>;
+  try {
+    args = parseArgs(EvalArgs, argv, 'ovr-train eval');
+  } catch (e) {
+    if (!(e instanceof ArgsError)) throw e;
+    console.error(`ovr-train eval: ${e.message}`);
+    return 2;
+  }
+  if (args.kind === 'help') {
+    console.log(`Evaluate a model on a math benchmark JSONL.\n\n${args.text}`);
+    return 0;
+  }
+  await initBackend({ backend: args.config.backend ?? ovrBackendFromEnv(process.env) });
+  await evalRun(args.config);
+  return 0;
+}

@@ -1,0 +1,63 @@
+// ovr-train command-line entry: `ovr-train <command> [flags]`.
+// Each command lives in its own module and exports `(argv) => Promise<exit code>`; they are loaded lazily so that
+// `ovr-train grade` does not pay for tfjs, and `ovr-train sft` does not pay for the CAS.
+
+type Command = { summary: string; load: () => Promise<(argv: string[]) => Promise<number>> };
+
+const COMMANDS: Record<string, Command> = {
+  // Commands register here: name -> summary + lazy loader.
+  grade: {
+    summary: 'grade predictions against gold answers with the math verifier',
+    load: async () => (await import('./grade.js')).gradeCommand,
+  },
+  behaviors: {
+    summary: 'cognitive-behaviour rates per step of a rollouts JSONL',
+    load: async () => (await import('./behaviors.js')).behaviorsCommand,
+  },
+  sft: {
+    summary: 'supervised fine-tuning (linguistic cold start) on JSONL chat or question/solution rows',
+    load: async () => (await import('./sft.js')).sftCommand,
+  },
+  generate: {
+    summary: 'complete one prompt (optionally with an image) from a model or checkpoint dir',
+    load: async () => (await import('./generate.js')).generateCommand,
+  },
+  demo: {
+    summary: 'the OVR pipeline in miniature: text SFT cold start, then GRPO on images (offline, <= 10 min)',
+    load: async () => (await import('./demo.js')).demoCommand,
+  },
+  eval: {
+    summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
+    load: async () => (await import('./eval.js')).evalCommand,
+  },
+  grpo: {
+    summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
+    load: async () => (await import('./grpo.js')).grpoCommand,
+  },
+};
+
+function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return [
+    'Usage: ovr-train <command> [flags]   (ovr-train <command> --help for its flags)',
+    '',
+    'Commands:',
+    ...rows,
+  ].join('\n');
+}
+
+/** Runs one CLI command; returns the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`ovr-train: unknown command '${name}'.\n\n${usage()}`);
+    return 2;
+  }
+  const run = await cmd.load();
+  return run(rest);
+}

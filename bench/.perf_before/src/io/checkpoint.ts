@@ -1,0 +1,225 @@
+// Qwen2.5-VL weights <-> tfjs Variables: load (strict, one tensor at a time), save (HF layout), random init.
+// Mirrors HF `from_pretrained`/`save_pretrained` for Qwen2_5_VLForConditionalGeneration: legacy Hub names
+// (`model.*`, `visual.*`, `lm_head.*`), the >= 4.52 names (`model.language_model.*`, `model.visual.*`) accepted on load,
+// tied `lm_head.weight` absent, and `_init_weights` (N(0, 0.02) Linear/Conv/Embedding weights, zero biases, unit norms).
+// Spec: ../shared/spec/qwen2_5_vl.md §6.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { paramShapes, type Qwen2_5_VLConfig, toHubConfig } from '../model/config.js';
+import { Rng } from '../util/rng.js';
+import {
+  type HostTensor,
+  SafetensorsCheckpoint,
+  type TensorSource,
+  writeSafetensorsDir,
+} from './safetensors.js';
+
+/** Parameters by legacy HF name. */
+export type Weights = Record<string, tf.Variable>;
+
+/** Progress report after each loaded tensor. */
+export type LoadWeightsProgress = { name: string; index: number; total: number; bytes: number };
+
+export type LoadWeightsOptions = {
+  /** Default true: every missing / unexpected key is an error. false: they are skipped (missing ones are absent). */
+  strict?: boolean;
+  onProgress?: (p: LoadWeightsProgress) => void;
+};
+
+/**
+ * Legacy (Hub) name for a checkpoint key: `model.language_model.X` -> `model.X`, `model.visual.X` -> `visual.X`.
+ * @example toLegacyName('model.language_model.layers.0.mlp.up_proj.weight') // 'model.layers.0.mlp.up_proj.weight'
+ */
+export function toLegacyName(name: string): string {
+  if (name.startsWith('model.language_model.')) return `model.${name.slice('model.language_model.'.length)}`;
+  if (name.startsWith('model.visual.')) return name.slice('model.'.length);
+  return name;
+}
+
+const fmtShape = (s: readonly number[]): string => `[${s.join(', ')}]`;
+const sameShape = (a: readonly number[], b: readonly number[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+type Plan = { load: Map<string, string>; dropTiedHead?: string; problems: string[] };
+
+/**
+ * Matches checkpoint keys (either naming) to the expected legacy names. Pure: names and shapes in, plan out.
+ * `load` maps legacy name -> checkpoint key. Mis-shaped keys are always problems; missing/unexpected only when strict.
+ */
+export function planLoad(
+  expected: Map<string, number[]>,
+  present: Map<string, { shape: number[]; dtype: string }>,
+  tied: boolean,
+  strict: boolean,
+): Plan {
+  const load = new Map<string, string>();
+  const problems: string[] = [];
+  const unexpected: string[] = [];
+  const seen = new Set<string>();
+  let dropTiedHead: string | undefined;
+  for (const [key, info] of present) {
+    const legacy = toLegacyName(key);
+    if (expected.has(legacy)) seen.add(legacy);
+    if (tied && legacy === 'lm_head.weight') {
+      dropTiedHead = key;
+      continue;
+    }
+    const want = expected.get(legacy);
+    if (!want) {
+      unexpected.push(key);
+      continue;
+    }
+    if (load.has(legacy)) {
+      problems.push(`duplicate: "${load.get(legacy)}" and "${key}" are both ${legacy}; keep one naming`);
+    } else if (!sameShape(want, info.shape)) {
+      problems.push(`mis-shaped: ${key} expected ${fmtShape(want)} got ${fmtShape(info.shape)}`);
+    } else if (info.dtype === 'U8' || info.dtype === 'I32' || info.dtype === 'I64') {
+      problems.push(`wrong dtype: ${key} is ${info.dtype}, parameters must be F32/F16/BF16`);
+    } else {
+      load.set(legacy, key);
+    }
+  }
+  const missing = [...expected.keys()].filter((k) => !seen.has(k));
+  if (strict) {
+    for (const k of missing) problems.push(`missing: ${k} ${fmtShape(expected.get(k)!)}`);
+    for (const k of unexpected) problems.push(`unexpected: ${k} ${fmtShape(present.get(k)!.shape)}`);
+  }
+  return { load, dropTiedHead, problems };
+}
+
+function variableFrom(t: HostTensor): tf.Variable {
+  // tidy disposes the temporary tensor; the Variable keeps its data.
+  return tf.tidy(() => tf.variable(tf.tensor(t.data as Float32Array, t.shape, 'float32'), true));
+}
+
+const bytesOf = (t: HostTensor): Buffer => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+
+async function checkTiedHead(
+  ck: SafetensorsCheckpoint,
+  head: string,
+  embed: string | undefined,
+): Promise<void> {
+  const h = await ck.read(head);
+  const e = embed ? await ck.read(embed) : undefined;
+  const same = e !== undefined && sameShape(h.shape, e.shape) && Buffer.compare(bytesOf(h), bytesOf(e)) === 0;
+  if (!same) {
+    throw new Error(
+      `${ck.source}: tie_word_embeddings is true but ${head} differs from the embedding: ` +
+        'set tie_word_embeddings false in config.json, or drop lm_head.weight from the checkpoint',
+    );
+  }
+}
+
+/**
+ * Loads a checkpoint folder / file / sharded index into float32 Variables keyed by legacy HF names, one tensor at a time.
+ * Strict by default: one error lists every missing, unexpected and mis-shaped key.
+ * @example
+ * const cfg = await loadConfig('models/qwen2.5-vl-3b');
+ * const params = await loadWeights('models/qwen2.5-vl-3b', cfg);
+ * params['model.norm.weight'].shape; // [2048]
+ * disposeWeights(params);
+ */
+export async function loadWeights(
+  dir: string,
+  cfg: Qwen2_5_VLConfig,
+  opts: LoadWeightsOptions = {},
+): Promise<Weights> {
+  const ck = await SafetensorsCheckpoint.open(dir);
+  const out: Weights = {};
+  try {
+    const present = new Map(ck.names.map((n) => [n, ck.info(n)!]));
+    const plan = planLoad(paramShapes(cfg), present, cfg.tie_word_embeddings, opts.strict ?? true);
+    if (plan.problems.length > 0) {
+      throw new Error(`${ck.source}: checkpoint does not match the config:\n  ${plan.problems.join('\n  ')}`);
+    }
+    if (plan.dropTiedHead)
+      await checkTiedHead(ck, plan.dropTiedHead, plan.load.get('model.embed_tokens.weight'));
+    let index = 0;
+    for (const [legacy, key] of plan.load) {
+      const t = await ck.read(key);
+      out[legacy] = variableFrom(t);
+      opts.onProgress?.({ name: legacy, index: index++, total: plan.load.size, bytes: t.data.byteLength });
+    }
+    return out;
+  } catch (e) {
+    disposeWeights(out);
+    throw e;
+  } finally {
+    await ck.close();
+  }
+}
+
+/** Disposes every Variable of a param record. */
+export function disposeWeights(params: Record<string, tf.Tensor>): void {
+  for (const v of Object.values(params)) v.dispose();
+}
+
+/** Alias of LoadWeightsOptions (model/qwen2_5_vl.ts imports this name). */
+export type LoadOptions = LoadWeightsOptions;
+
+export type SaveWeightsOptions = { dtype?: 'BF16' | 'F32'; maxShardBytes?: number };
+
+/**
+ * Writes `params` in HF layout (legacy names, sorted, `model.safetensors` or shards + index) plus `config.json`
+ * (Hub flat layout, `torch_dtype` bfloat16/float32). Every expected param must be present with the right shape.
+ * Tensors are read one at a time with `await t.data()` (works on webgpu).
+ * @example await saveWeights('out/ckpt', params, cfg, { dtype: 'BF16', maxShardBytes: 5e9 });
+ */
+export async function saveWeights(
+  dir: string,
+  params: Record<string, tf.Tensor>,
+  cfg: Qwen2_5_VLConfig,
+  opts: SaveWeightsOptions = {},
+): Promise<string[]> {
+  const byLegacy = new Map<string, tf.Tensor>();
+  const present = new Map<string, { shape: number[]; dtype: string }>();
+  for (const [k, t] of Object.entries(params)) {
+    if (t.isDisposed) throw new Error(`saveWeights: param ${k} is disposed`);
+    present.set(k, { shape: t.shape, dtype: t.dtype === 'float32' ? 'F32' : 'I32' });
+  }
+  const plan = planLoad(paramShapes(cfg), present, cfg.tie_word_embeddings, true);
+  if (plan.problems.length > 0)
+    throw new Error(`saveWeights: params do not match the config:\n  ${plan.problems.join('\n  ')}`);
+  for (const [legacy, key] of plan.load) byLegacy.set(legacy, params[key]);
+  const sources: TensorSource[] = [...byLegacy].map(([name, t]) => ({
+    name,
+    dtype: 'float32',
+    shape: t.shape,
+    data: async () => (await t.data()) as Float32Array,
+  }));
+  const dtype = opts.dtype ?? 'BF16';
+  const files = await writeSafetensorsDir(dir, sources, { dtype, maxShardBytes: opts.maxShardBytes });
+  const hub = toHubConfig(cfg, dtype === 'BF16' ? 'bfloat16' : 'float32');
+  await writeFile(path.join(dir, 'config.json'), `${JSON.stringify(hub, null, 2)}\n`);
+  return [...files, 'config.json'];
+}
+
+/** Which HF `_init_weights` rule applies to a legacy param name. */
+export function initKind(name: string): 'normal' | 'zeros' | 'ones' {
+  if (name.endsWith('.bias')) return 'zeros';
+  if (/(norm1|norm2|ln_q|layernorm|model\.norm)\.weight$/.test(name)) return 'ones';
+  return 'normal';
+}
+
+/**
+ * Random init as HF `_init_weights`: Linear / Conv3d / Embedding weights ~ N(0, 0.02), biases 0, RMSNorm weights 1.
+ * Each param draws from its own stream `Rng(seed).split('init').split(name)`, so values do not depend on param order.
+ * @example const params = initWeights(parseConfig(json), 0);
+ */
+export function initWeights(cfg: Qwen2_5_VLConfig, seed?: number, std = 0.02): Weights {
+  const root = new Rng(seed ?? 0).split('init');
+  const out: Weights = {};
+  for (const [name, shape] of paramShapes(cfg)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    const kind = initKind(name);
+    if (kind === 'ones') data.fill(1);
+    if (kind === 'normal') {
+      const rng = root.split(name);
+      for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
+    }
+    out[name] = variableFrom({ dtype: 'float32', shape, data });
+  }
+  return out;
+}

@@ -1,0 +1,175 @@
+// verify(gold, prediction): extraction → normalisation → shapes → equivalence, in-process and synchronous.
+// This function has no time limit of its own: RL code should call it through VerifierPool (pool.ts), which runs it
+// in warm worker threads and terminates a worker that exceeds the per-case budget.
+
+import { casEngine } from './cas.js';
+import { type CompareOptions, nodesEqual } from './compare.js';
+import {
+  choiceLetter,
+  DEFAULT_CHOICES,
+  type Extracted,
+  extractAnswer,
+  extractChoice,
+  type Target,
+} from './extract.js';
+import { MAX_ANSWER_CHARS, normalizeAnswer } from './normalize.js';
+import { type Node, type ParseContext, parseNode } from './structure.js';
+
+/** Knobs, named after Math-Verify's where they exist. All optional. */
+export interface VerifyOptions {
+  /** Extraction targets for both sides (default both): `['latex']` or `['expr']`. */
+  targets?: Target[];
+  /** Compare closed numbers after rounding to this many decimals (Math-Verify `float_rounding`). */
+  floatRounding?: number;
+  /** Relative tolerance for closed numbers when `floatRounding` is not set (default 1e-9). */
+  rtol?: number;
+  /** false: variable names do not matter, `f(x)` = `f(y)` (default true). */
+  strict?: boolean;
+  /** A gold interval/set may match a predicted inequality chain (default false; the reverse is always on). */
+  allowSetRelationComp?: boolean;
+  /** Bare comma lists compare as unordered sets (default false: `4, 10, -2` ≠ `10, 4, -2`). */
+  unorderedLists?: boolean;
+  /** Allowed option letters for multiple choice (default A–E when the gold is a single capital letter). */
+  choices?: string[];
+}
+
+/** The outcome of one verification. `equal` is the reward bit; `reason` says why in a few words. */
+export interface Verdict {
+  equal: boolean;
+  reason: string;
+  /** The gold answer as extracted (null if none). */
+  gold: string | null;
+  /** The predicted answer as extracted (null if none). */
+  extracted: string | null;
+  /** Set by the pool when the case ran out of its time budget. */
+  timedOut?: boolean;
+  /** Wall time in ms (set by the pool). */
+  ms?: number;
+}
+
+/** An answer needs a letter, a digit or a LaTeX command after normalisation (`$$`, `%`, `{,}` are empty). */
+const MEANINGFUL = /[A-Za-z0-9\\]/;
+
+/** Default relative tolerance for closed numbers. */
+export const DEFAULT_RTOL = 1e-9;
+
+function compareOptions(o: VerifyOptions): CompareOptions {
+  if (o.floatRounding !== undefined && !(Number.isInteger(o.floatRounding) && o.floatRounding >= 0)) {
+    throw new Error(`verify: floatRounding must be a non-negative integer, got ${o.floatRounding}`);
+  }
+  const rtol = o.rtol ?? DEFAULT_RTOL;
+  if (!(rtol >= 0 && rtol < 1)) throw new Error(`verify: rtol must be in [0, 1), got ${o.rtol}`);
+  return {
+    rtol,
+    floatRounding: o.floatRounding,
+    strict: o.strict ?? true,
+    allowSetRelationComp: o.allowSetRelationComp ?? false,
+    unorderedLists: o.unorderedLists ?? false,
+  };
+}
+
+/** Shape tree of an extracted answer; several boxed answers form a set. */
+export function answerNode(ex: Extracted, opts: VerifyOptions): Node {
+  const ctx: ParseContext = {
+    decimalComma: ex.kind === 'number' || (opts.targets?.length === 1 && opts.targets[0] === 'expr'),
+  };
+  if (ex.kind === 'boxed_set' && ex.parts) {
+    const items = ex.parts.map((p) => parseNode(normalizeAnswer(p), ctx));
+    const flat = items.flatMap((x) => (x.t === 'list' && x.bracket === '' ? x.items : [x]));
+    const assigns = flat.filter((x) => x.t === 'assign');
+    if (
+      assigns.length === flat.length &&
+      new Set(assigns.map((a) => (a.t === 'assign' ? a.label : ''))).size > 1
+    ) {
+      return {
+        t: 'record',
+        fields: assigns.map((a) => (a.t === 'assign' ? { label: a.label, value: a.value } : a)) as any,
+      };
+    }
+    return { t: 'set', items: flat.map((x) => (x.t === 'assign' ? x.value : x)) };
+  }
+  const text = normalizeAnswer(ex.text);
+  return parseNode(ctx.decimalComma ? text.replace(/^(-?\d+),(\d+)$/, '$1.$2') : text, ctx);
+}
+
+/** Longest gold answer read whole when it is not a solution (no box, no "answer is"). */
+const MAX_WHOLE_GOLD = 300;
+
+/**
+ * The gold answer: like a prediction (a gold may be a full solution with a box), except that a short gold without
+ * a box or an answer phrase is read whole — it is trusted to be an answer even when it has words
+ * (`Area $=113.1$ cm^2`, `Bugs Bunny`, `\begin{pmatrix}…`).
+ */
+export function extractGold(gold: string, opts: VerifyOptions = {}): Extracted | null {
+  const ex = extractAnswer(gold, { targets: opts.targets });
+  if (ex !== null && ex.kind !== 'latex' && ex.kind !== 'number') return ex;
+  const t = gold.trim();
+  if (t.length > 0 && t.length <= MAX_WHOLE_GOLD) return { kind: 'whole', text: t };
+  return ex;
+}
+
+function checkInputs(gold: unknown, prediction: unknown): void {
+  if (typeof gold !== 'string') throw new Error(`verify: gold must be a string, got ${typeof gold}`);
+  if (typeof prediction !== 'string')
+    throw new Error(`verify: prediction must be a string, got ${typeof prediction}`);
+}
+
+function verifyChoice(gold: string, goldLetter: string, prediction: string, choices: string[]): Verdict {
+  const got = extractChoice(prediction, choices);
+  return {
+    equal: got === goldLetter,
+    reason:
+      got === null ? 'multiple choice: no option letter found' : `multiple choice: ${got} vs ${goldLetter}`,
+    gold,
+    extracted: got,
+  };
+}
+
+/**
+ * Is `prediction` (a full completion or a bare answer) mathematically equal to `gold`?
+ * @example verify('\\frac{1}{2}', 'so the answer is $\\boxed{0.5}$').equal // true
+ * @example verify('\\frac{1}{2^{99}}', '\\frac{1}{2^{98}}').equal // false
+ */
+export function verify(gold: string, prediction: string, opts: VerifyOptions = {}): Verdict {
+  checkInputs(gold, prediction);
+  const co = compareOptions(opts);
+  const ex = { targets: opts.targets };
+  const g = extractGold(gold, opts);
+  const goldText = g?.text ?? null;
+  const choices = opts.choices ?? DEFAULT_CHOICES;
+  const letter = goldText !== null && g?.kind !== 'boxed_set' ? choiceLetter(goldText, choices) : null;
+  if (letter !== null) return verifyChoice(goldText!, letter, prediction, choices);
+  if (g === null) return { equal: false, reason: 'no gold answer found', gold: null, extracted: null };
+  const p = extractAnswer(prediction, ex);
+  if (p === null)
+    return { equal: false, reason: 'no answer found in prediction', gold: g.text, extracted: null };
+  if (g.text.length > MAX_ANSWER_CHARS || p.text.length > MAX_ANSWER_CHARS) {
+    return {
+      equal: false,
+      reason: `answer longer than ${MAX_ANSWER_CHARS} chars`,
+      gold: g.text,
+      extracted: p.text,
+    };
+  }
+  const base = { gold: g.text, extracted: p.text };
+  const ng = normalizeAnswer(g.text);
+  const np = normalizeAnswer(p.text);
+  if (!MEANINGFUL.test(ng) || !MEANINGFUL.test(np)) {
+    return { equal: false, reason: `empty ${MEANINGFUL.test(ng) ? 'predicted' : 'gold'} answer`, ...base };
+  }
+  const single = g.kind !== 'boxed_set' && p.kind !== 'boxed_set';
+  if (g.text.trim() === p.text.trim() && single) return { equal: true, reason: 'identical', ...base };
+  if (ng === np && ng.length > 0 && single) {
+    return { equal: true, reason: 'identical after normalisation', ...base };
+  }
+  const gn = answerNode(g, opts);
+  const pn = answerNode(p, opts);
+  const equal = nodesEqual(gn, pn, co);
+  return { equal, reason: `${equal ? 'equal' : 'not equal'} (${gn.t} vs ${pn.t})`, ...base };
+}
+
+/** Loads the CAS and runs one verification, so the first real case is fast (workers call this at start). */
+export function warmUp(): void {
+  casEngine();
+  verify('\\frac{1}{2}+x', '0.5+x');
+}

@@ -1,0 +1,371 @@
+// GRPO trainer (Open-Reasoner-Zero / DAPO style): per RL step, sample promptsPerStep prompts x G completions
+// (rollout.ts), score them, group-normalise the rewards (grpo_math.ts), optionally drop zero-variance groups and
+// refill (DAPO dynamic sampling), then run ppoEpochs passes of PPO-clipped updates over minibatches (AdamW, clipping,
+// schedules and checkpoints as in SFT). References: TRL `GRPOTrainer` (`_generate_and_score_completions`,
+// `_compute_loss`), DAPO (arXiv 2503.14476), ORZ (no KL, no entropy bonus, truncated = 0).
+//
+// Old log-probs: with ppoEpochs = 1 and one minibatch the update is on-policy, and the old log-probs are the current
+// ones with the gradient stopped (ratio == 1 exactly, plain policy gradient; TRL does the same). Otherwise they are
+// recomputed by a no-grad forward of the policy before the first update (TRL `old_per_token_logps`): the sampler's
+// log-probs come from KV-cached one-token steps, whose float32 rounding differs from a full forward. Both are the
+// same distribution (log softmax(logits / temperature) over the full vocabulary); each step logs their largest
+// difference as `logprobDiffMax`, and a test bounds it.
+//
+// `steps` counts RL steps (rollout + ppoEpochs x minibatch updates); the lr schedule advances once per RL step.
+// Files: this one holds the loop (rollout -> reward -> advantages -> ppoEpochs x minibatches -> step -> log ->
+// checkpoint) and sampling; grpo_step.ts the loss/gradients/update; grpo_log.ts the step record and rollouts log.
+// Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../backend/index.js';
+import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
+import { saveWeights } from '../io/checkpoint.js';
+import { QWEN_EOS_IDS } from '../model/generate.js';
+import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
+import { VerifierPool } from '../reward/pool.js';
+import { JsonlLogger } from '../util/log.js';
+import { ProgressBar, type ProgressStream } from '../util/progress.js';
+import { Rng } from '../util/rng.js';
+import { GrpoConfig } from './grpo_config.js';
+import { type GrpoStepRecord, logRollouts, mean, rolloutStats, stepRecord } from './grpo_log.js';
+import { groupAdvantages } from './grpo_math.js';
+import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
+import { AdamW, NonFiniteGuard } from './optim.js';
+import {
+  type EncodedPrompt,
+  encodePrompt,
+  loadPrompts,
+  type PromptExample,
+  PromptStream,
+  type RewardFunction,
+  rolloutPrompts,
+  scoreCompletions,
+} from './rollout.js';
+import { warmupCosine } from './schedule.js';
+import { loadModelSpec } from './sft.js';
+import { latestCheckpoint, loadTrainState, resolveResume, saveTrainState, writeRunConfig } from './state.js';
+import { assignWeights, selectTrainable } from './trainer.js';
+
+// The update step (loss, gradients, minibatch loop) and the step record/logging live in grpo_step.ts and
+// grpo_log.ts; they are re-exported here so `train/grpo.js` stays the one import for the GRPO API.
+export type { GrpoStepRecord } from './grpo_log.js';
+export {
+  completionLogprobs,
+  type LossSettings,
+  lossSettings,
+  type MicroBatch,
+  type MicroStats,
+  microBatchGrads,
+} from './grpo_step.js';
+
+/** What `trainGrpo` can be given instead of building it from the config. Tests and library users pass these. */
+export interface GrpoDeps {
+  /** Policy to train in place (default: from `config.model`). The caller keeps ownership. */
+  model?: Qwen2_5_VL;
+  /** Frozen reference for the KL penalty (default: loaded from refModel ?? model when klCoef > 0). */
+  refModel?: Qwen2_5_VL;
+  tokenizer?: QwenTokenizer;
+  /** Reward instead of the math reward (TRL signature). */
+  rewardFn?: RewardFunction;
+  /** Prompts instead of reading `data.train`. */
+  prompts?: PromptExample[];
+  /** Extra sampling options, e.g. `allowedVocab` for a toy vocabulary (default: the real Qwen ids). */
+  sampling?: Pick<SamplingOptions, 'allowedVocab' | 'repetitionPenalty'>;
+  /** Ids that end a completion (default QWEN_EOS_IDS). */
+  eosIds?: number[];
+  /** Progress bar stream (default stderr); null for none. */
+  progress?: ProgressStream | null;
+  /** Called after every logged step. */
+  onStep?: (record: GrpoStepRecord) => void;
+}
+
+export interface GrpoResult {
+  steps: number;
+  records: GrpoStepRecord[];
+  logFile: string;
+  rolloutsFile: string;
+  lastCheckpoint?: string;
+}
+
+/** The policy named by `config.model` ('tiny', a config.json path, or a model dir); shared with SFT. */
+export { loadModelSpec };
+
+/** Everything a run keeps between steps. */
+interface RunContext extends PolicyState {
+  prompts: PromptExample[];
+  stream: PromptStream;
+  deps: GrpoDeps;
+  pool: VerifierPool | null;
+}
+
+/** Encodes the next `k` prompts that fit maxPromptLen (longer ones are skipped). */
+async function nextPrompts(ctx: RunContext, k: number): Promise<{ ex: PromptExample; enc: EncodedPrompt }[]> {
+  const out: { ex: PromptExample; enc: EncodedPrompt }[] = [];
+  for (let tries = 0; out.length < k; tries++) {
+    if (tries > 10 * ctx.prompts.length + k)
+      throw new Error(`no prompt fits maxPromptLen (${ctx.cfg.maxPromptLen}): raise --max-prompt-len`);
+    const ex = ctx.prompts[ctx.stream.next(1)[0]];
+    const enc = await encodePrompt(ctx.tok, ex);
+    if (enc.ids.length <= ctx.cfg.maxPromptLen) out.push({ ex, enc });
+  }
+  return out;
+}
+
+/** One sampling round: k prompts x G completions, scored, with group advantages. */
+async function sampleRound(
+  ctx: RunContext,
+  k: number,
+  rng: Rng,
+  times: { rollout: number; reward: number },
+): Promise<{ groups: Group[]; nulls: number }> {
+  const { cfg } = ctx;
+  const G = cfg.numGenerations;
+  const t0 = performance.now();
+  const picked = await nextPrompts(ctx, k);
+  const gen = await rolloutPrompts(
+    ctx.model,
+    picked.map((p) => p.enc),
+    {
+      maxNewTokens: cfg.maxResponseLen,
+      numSamples: G,
+      temperature: cfg.temperature,
+      topP: cfg.topP,
+      topK: cfg.topK,
+      allowedVocab: Math.min(ctx.model.config.vocab_size, QWEN_REAL_VOCAB),
+      ...ctx.deps.sampling,
+      rng,
+      eosIds: ctx.deps.eosIds ?? QWEN_EOS_IDS,
+      stopStrings: cfg.stopStrings,
+      decode: (ids) => ctx.tok.decode(ids),
+      padId: ctx.tok.special.pad,
+    },
+  );
+  const t1 = performance.now();
+  const texts = gen.texts ?? [];
+  const of = (r: number) => picked[gen.promptIndex[r]].ex;
+  const { rewards, nulls } = await scoreCompletions(
+    texts,
+    {
+      answers: gen.promptIndex.map((b) => picked[b].ex.answer),
+      prompts: gen.promptIndex.map((b) => picked[b].ex.prompt),
+      promptIds: texts.map((_, r) => of(r).id),
+      finishReasons: gen.finishReasons,
+      completionIds: gen.tokens,
+    },
+    { rewardFn: ctx.deps.rewardFn, format: cfg.reward.format, pool: ctx.pool },
+  );
+  times.rollout += t1 - t0;
+  times.reward += performance.now() - t1;
+  const adv = groupAdvantages(rewards, G, { scaleByStd: cfg.scaleRewardsByStd });
+  const flat = new Set(adv.zeroVarianceGroups);
+  const slice = <T>(xs: T[], b: number) => xs.slice(b * G, (b + 1) * G);
+  const groups = picked.map((p, b) => ({
+    example: p.ex,
+    encoded: p.enc,
+    tokens: slice(gen.tokens, b),
+    texts: slice(texts, b),
+    genLogprobs: slice(gen.logprobs, b),
+    finish: slice(gen.finishReasons, b),
+    rewards: slice(rewards, b),
+    advantages: slice(adv.advantages, b),
+    dropped: cfg.dynamicSampling && flat.has(b),
+  }));
+  return { groups, nulls };
+}
+
+/** Samples the step's groups; with dynamic sampling drops zero-variance groups and refills up to maxRefills times. */
+async function collectGroups(ctx: RunContext, step: number, times: { rollout: number; reward: number }) {
+  const { cfg } = ctx;
+  const root = new Rng(cfg.seed ?? 0).split('sampling').split(`step-${step}`);
+  const all: Group[] = [];
+  let nulls = 0;
+  let refills = 0;
+  for (let round = 0; ; round++) {
+    const have = all.filter((g) => !g.dropped).length;
+    const r = await sampleRound(ctx, cfg.promptsPerStep - have, root.split(`round-${round}`), times);
+    all.push(...r.groups);
+    nulls += r.nulls;
+    const kept = all.filter((g) => !g.dropped).length;
+    if (!cfg.dynamicSampling || kept >= cfg.promptsPerStep || round >= cfg.maxRefills) break;
+    refills++;
+  }
+  const kept = all.filter((g) => !g.dropped).slice(0, cfg.promptsPerStep);
+  return { all, kept, nulls, refills, dropped: all.filter((g) => g.dropped).length };
+}
+
+/** Number of RL steps: `steps`, or epochs x prompts / promptsPerStep (1 epoch when neither is set). */
+export function totalGrpoSteps(cfg: GrpoConfig, numPrompts: number): number {
+  if (cfg.steps !== undefined) return cfg.steps;
+  return Math.max(1, Math.ceil(((cfg.epochs ?? 1) * numPrompts) / cfg.promptsPerStep));
+}
+
+/** Greedy accuracy (mean reward) on the eval prompts. */
+async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<number> {
+  const rewards: number[] = [];
+  for (let i = 0; i < prompts.length; i += ctx.cfg.promptsPerStep) {
+    const part = prompts.slice(i, i + ctx.cfg.promptsPerStep);
+    const enc = await Promise.all(part.map((p) => encodePrompt(ctx.tok, p)));
+    const gen = await rolloutPrompts(ctx.model, enc, {
+      greedy: true,
+      maxNewTokens: ctx.cfg.maxResponseLen,
+      eosIds: ctx.deps.eosIds ?? QWEN_EOS_IDS,
+      stopStrings: ctx.cfg.stopStrings,
+      decode: (ids) => ctx.tok.decode(ids),
+      padId: ctx.tok.special.pad,
+      allowedVocab: Math.min(ctx.model.config.vocab_size, QWEN_REAL_VOCAB),
+      ...ctx.deps.sampling,
+    });
+    const ctxR = {
+      answers: part.map((p) => p.answer),
+      prompts: part.map((p) => p.prompt),
+      promptIds: part.map((p) => p.id),
+      finishReasons: gen.finishReasons,
+      completionIds: gen.tokens,
+    };
+    const opts = { rewardFn: ctx.deps.rewardFn, format: ctx.cfg.reward.format, pool: ctx.pool };
+    rewards.push(...(await scoreCompletions(gen.texts ?? [], ctxR, opts)).rewards);
+  }
+  return mean(rewards);
+}
+
+/** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, optimizer, resume state. */
+async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
+  const model = deps.model ?? (await loadModelSpec(cfg.model, cfg.seed ?? 0));
+  const ref =
+    cfg.klCoef > 0
+      ? (deps.refModel ?? (await loadModelSpec(cfg.refModel ?? cfg.model, cfg.seed ?? 0)))
+      : null;
+  const tok = deps.tokenizer ?? (await defaultTokenizer());
+  const prompts = deps.prompts ?? (await loadPrompts(cfg.data.train, cfg.data));
+  const vars = selectTrainable(model.params, cfg.trainable);
+  // NOTE: AdamW's constructor leaves its tf.zeros initial values undisposed (the moment Variables copy them); the
+  // tidy frees those, while Variables are never freed by tidy.
+  let opt: AdamW | undefined;
+  tf.tidy(() => {
+    opt = new AdamW(vars, { betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
+  });
+  if (!opt) throw new Error('AdamW construction failed');
+  const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
+  const existing = resumeDir ? undefined : await latestCheckpoint(cfg.outDir);
+  if (existing) {
+    throw new Error(
+      `outDir ${cfg.outDir} already holds ${path.basename(existing)}: pass --resume latest to continue it, or choose another --out-dir`,
+    );
+  }
+  const state = resumeDir ? await loadTrainState(resumeDir) : undefined;
+  if (resumeDir && state) {
+    await assignWeights(model, resumeDir);
+    if (state.optimizerState) opt.importState(state.optimizerState);
+  }
+  const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);
+  const pool =
+    !deps.rewardFn && cfg.reward.workers > 0 ? new VerifierPool({ threads: cfg.reward.workers }) : null;
+  const ctx: RunContext = {
+    cfg,
+    model,
+    ref,
+    tok,
+    prompts,
+    stream,
+    deps,
+    pool,
+    vars,
+    opt,
+    guard: new NonFiniteGuard(cfg.maxConsecutiveNonFinite),
+  };
+  return { ctx, startStep: state?.step ?? 0 };
+}
+
+/** Saves weights (F32, exact resume), optimizer moments, data position and the resolved config. */
+async function checkpoint(ctx: RunContext, step: number): Promise<string> {
+  return saveTrainState(
+    ctx.cfg.outDir,
+    {
+      step,
+      dataPosition: ctx.stream.position,
+      rng: new Rng(ctx.cfg.seed ?? 0).getState(),
+      optimizerState: await ctx.opt.exportState(),
+      resolvedConfig: ctx.cfg,
+    },
+    {
+      writeWeights: async (d) =>
+        void (await saveWeights(d, ctx.model.params, ctx.model.config, { dtype: 'F32' })),
+      keepLast: ctx.cfg.keepLast,
+    },
+  );
+}
+
+/**
+ * Runs GRPO for `totalGrpoSteps` RL steps from a resolved config. Writes `log.jsonl`, `rollouts.jsonl`,
+ * `training_config.json` and checkpoints into `config.outDir`.
+ * @example
+ * const res = await trainGrpo(GrpoConfig.parse({ model: 'tiny', data: { train: 'prompts.jsonl' }, steps: 10 }), {
+ *   rewardFn: (completions, { answers }) => completions.map((c, i) => (c.includes(answers[i] ?? '?') ? 1 : 0)),
+ * });
+ * res.records.at(-1)?.rewardMean;
+ */
+export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promise<GrpoResult> {
+  const cfg = GrpoConfig.parse(config);
+  await initBackend({ backend: cfg.backend, log: () => {} });
+  const { ctx, startStep } = await setup(cfg, deps);
+  const evalPrompts = cfg.evalEvery > 0 && cfg.data.eval ? await loadPrompts(cfg.data.eval, cfg.data) : [];
+  const total = totalGrpoSteps(cfg, ctx.prompts.length);
+  const schedule = warmupCosine({
+    lr: cfg.lr,
+    warmupSteps: cfg.warmupSteps,
+    totalSteps: total,
+    minLrRatio: cfg.minLrRatio,
+  });
+  await writeRunConfig(cfg.outDir, cfg);
+  const log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
+  const rollLog = new JsonlLogger(path.join(cfg.outDir, 'rollouts.jsonl'));
+  const bar = deps.progress === null ? null : new ProgressBar(total, deps.progress ?? process.stderr);
+  const records: GrpoStepRecord[] = [];
+  let lastCheckpoint: string | undefined;
+  try {
+    for (let step = startStep; step < total; step++) {
+      const t0 = performance.now();
+      const times = { rollout: 0, reward: 0 };
+      const { all, kept, nulls, refills, dropped } = await collectGroups(ctx, step, times);
+      const t1 = performance.now();
+      const lr = schedule(step);
+      const upd = kept.length > 0 ? await updatePolicy(ctx, kept, lr) : null;
+      const timeUpdateMs = performance.now() - t1;
+      const rec = stepRecord({
+        step: step + 1,
+        lr,
+        entropyCoef: cfg.entropyCoef,
+        upd,
+        rs: rolloutStats(all),
+        dropped,
+        refills,
+        groups: kept.length,
+        nulls,
+        times,
+        timeUpdateMs,
+        elapsedMs: performance.now() - t0,
+      });
+      if (evalPrompts.length && (step + 1) % cfg.evalEvery === 0)
+        rec.evalReward = await evaluate(ctx, evalPrompts);
+      records.push(rec);
+      logRollouts(rollLog, step + 1, all);
+      if ((step + 1) % cfg.logEvery === 0 || step + 1 === total) log.log(rec);
+      deps.onStep?.(rec);
+      bar?.update({ step: step + 1, loss: rec.loss, lr, tokensPerSec: rec.tokensPerSec });
+      if (cfg.saveEvery > 0 && (step + 1) % cfg.saveEvery === 0)
+        lastCheckpoint = await checkpoint(ctx, step + 1);
+    }
+    if (total > startStep && !lastCheckpoint?.endsWith(String(total).padStart(8, '0')))
+      lastCheckpoint = await checkpoint(ctx, total);
+  } finally {
+    bar?.done();
+    log.close();
+    rollLog.close();
+    ctx.opt.dispose();
+    await ctx.pool?.close();
+    if (!deps.model) ctx.model.dispose();
+    if (ctx.ref && !deps.refModel) ctx.ref.dispose();
+  }
+  return { steps: total - startStep, records, logFile: log.file, rolloutsFile: rollLog.file, lastCheckpoint };
+}

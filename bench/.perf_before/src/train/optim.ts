@@ -1,0 +1,346 @@
+// AdamW with decoupled weight decay, global-norm clipping, gradient accumulation and a non-finite guard.
+// Mirrors torch.optim.AdamW (Loshchilov & Hutter): the decay multiplies the weight by (1 - lr*wd) before the Adam
+// update, and bias correction divides m and v by (1 - beta^t). tfjs's built-in Adam has neither a per-step lr nor
+// decoupled decay, so we keep our own moments as tf.Variables.
+// NOTE: sums over many tensors use pairwise tf.add, never tf.addN with many inputs (webgpu bug in 4.22).
+import * as tf from '@tensorflow/tfjs-core';
+
+/** Gradients (or any tensors) by parameter name. */
+export type TensorMap = Record<string, tf.Tensor>;
+
+/** Host copy of one tensor, as written to safetensors. */
+export interface HostF32Tensor {
+  dtype: 'float32';
+  shape: number[];
+  data: Float32Array;
+}
+
+/** Optimizer state on the host, for checkpoints: step count and first/second moments by parameter name. */
+export interface AdamWState {
+  step: number;
+  m: Map<string, HostF32Tensor>;
+  v: Map<string, HostF32Tensor>;
+}
+
+/** Options of {@link AdamW}. */
+export interface AdamWOptions {
+  /** Moment decay rates (default [0.9, 0.999]). */
+  betas?: readonly [number, number];
+  /** Added to sqrt(v_hat) (default 1e-8). */
+  eps?: number;
+  /** Decoupled weight decay (default 0). */
+  weightDecay?: number;
+  /** Parameter names for which weight decay is skipped (default: {@link noDecayDefault}). */
+  noDecay?: (name: string) => boolean;
+}
+
+/**
+ * Default no-decay rule: biases, norm weights and the token embedding (HF Qwen2.5-VL names; in the tied 3B model that
+ * is also the LM head). The vision patch embedding is a projection and is decayed.
+ * @example
+ * noDecayDefault('model.layers.0.input_layernorm.weight'); // true
+ * noDecayDefault('model.layers.0.mlp.up_proj.weight');     // false
+ */
+export function noDecayDefault(name: string): boolean {
+  return /\.bias$|norm|embed_tokens|\.ln_q\./i.test(name);
+}
+
+/**
+ * AdamW over a record of tf.Variables. The learning rate is passed to every `step` so any schedule works.
+ * @example
+ * const opt = new AdamW(params, { weightDecay: 0.1 });
+ * opt.step(grads, schedule(opt.stepCount)); // caller still owns and disposes `grads`
+ * opt.dispose();
+ */
+export class AdamW {
+  /** Number of updates applied so far (t in the bias correction is stepCount after the update). */
+  stepCount = 0;
+  private readonly beta1: number;
+  private readonly beta2: number;
+  private readonly eps: number;
+  private readonly weightDecay: number;
+  private readonly noDecay: (name: string) => boolean;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+
+  constructor(
+    private readonly params: Record<string, tf.Variable>,
+    opts: AdamWOptions = {},
+  ) {
+    [this.beta1, this.beta2] = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0;
+    this.noDecay = opts.noDecay ?? noDecayDefault;
+    for (const b of [this.beta1, this.beta2]) {
+      if (!(b >= 0 && b < 1))
+        throw new Error(`AdamW: betas must be in [0, 1), got [${this.beta1}, ${this.beta2}]`);
+    }
+    if (!(this.eps > 0)) throw new Error(`AdamW: eps must be > 0, got ${this.eps}`);
+    if (!(this.weightDecay >= 0)) throw new Error(`AdamW: weightDecay must be >= 0, got ${this.weightDecay}`);
+    // tf.variable(t) keeps `t` alive as a second tracked tensor: build the zeros inside tidy so only the
+    // variables (which tidy never frees) survive.
+    tf.tidy(() => {
+      for (const [name, p] of Object.entries(params)) {
+        this.m.set(name, tf.variable(tf.zeros(p.shape), false, `adamw.m.${name}.${uid()}`));
+        this.v.set(name, tf.variable(tf.zeros(p.shape), false, `adamw.v.${name}.${uid()}`));
+      }
+    });
+  }
+
+  /**
+   * One update with learning rate `lr`. Parameters missing from `grads` are left untouched (no decay either, as in
+   * torch when `p.grad is None`). Does not dispose `grads`.
+   */
+  step(grads: TensorMap, lr: number): void {
+    if (!Number.isFinite(lr) || lr < 0)
+      throw new Error(`AdamW.step: lr must be a finite number >= 0, got ${lr}`);
+    for (const [name, g] of Object.entries(grads)) {
+      const p = this.params[name];
+      if (!p)
+        throw new Error(
+          `AdamW.step: gradient for '${name}' but no such parameter; known: ${firstKeys(this.params)}`,
+        );
+      if (!sameShape(p.shape, g.shape)) {
+        throw new Error(
+          `AdamW.step: gradient '${name}' has shape [${g.shape}] but the parameter is [${p.shape}]`,
+        );
+      }
+    }
+    this.stepCount += 1;
+    const t = this.stepCount;
+    const bc1 = 1 - this.beta1 ** t;
+    const bc2 = 1 - this.beta2 ** t;
+    for (const [name, g] of Object.entries(grads)) {
+      const wd = this.noDecay(name) ? 0 : this.weightDecay;
+      this.update(this.params[name], this.m.get(name)!, this.v.get(name)!, g, { lr, wd, bc1, bc2 });
+    }
+  }
+
+  private update(
+    p: tf.Variable,
+    m: tf.Variable,
+    v: tf.Variable,
+    g: tf.Tensor,
+    k: { lr: number; wd: number; bc1: number; bc2: number },
+  ): void {
+    tf.tidy(() => {
+      const g32 = tf.cast(g, 'float32');
+      const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g32, 1 - this.beta1));
+      const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g32), 1 - this.beta2));
+      // p <- p * (1 - lr*wd) - lr * m_hat / (sqrt(v_hat) + eps)
+      const denom = tf.add(tf.sqrt(tf.div(v1, k.bc2)), this.eps);
+      const upd = tf.mul(tf.div(tf.div(m1, k.bc1), denom), k.lr);
+      const decayed = k.wd > 0 ? tf.mul(p, 1 - k.lr * k.wd) : p;
+      m.assign(m1);
+      v.assign(v1);
+      p.assign(tf.sub(decayed, upd));
+    });
+  }
+
+  /** Copies step, m and v to the host (for checkpoints). */
+  async exportState(): Promise<AdamWState> {
+    const read = async (vars: Map<string, tf.Variable>) => {
+      const out = new Map<string, HostF32Tensor>();
+      for (const [name, x] of vars) {
+        out.set(name, { dtype: 'float32', shape: [...x.shape], data: (await x.data()) as Float32Array });
+      }
+      return out;
+    };
+    return { step: this.stepCount, m: await read(this.m), v: await read(this.v) };
+  }
+
+  /** Restores a state from {@link exportState}; names and shapes must match the parameters exactly. */
+  importState(state: AdamWState): void {
+    const names = [...this.m.keys()];
+    for (const [label, src] of [
+      ['m', state.m],
+      ['v', state.v],
+    ] as const) {
+      const missing = names.filter((n) => !src.has(n));
+      const extra = [...src.keys()].filter((n) => !this.m.has(n));
+      if (missing.length || extra.length) {
+        throw new Error(
+          `AdamW.importState: ${label} does not match the parameters (missing: ${missing.slice(0, 5).join(', ') || '-'}; ` +
+            `unexpected: ${extra.slice(0, 5).join(', ') || '-'}); was the checkpoint saved with the same 'trainable'?`,
+        );
+      }
+      for (const n of names) {
+        const h = src.get(n)!;
+        const want = this.m.get(n)!.shape;
+        if (!sameShape(h.shape, want)) {
+          throw new Error(
+            `AdamW.importState: ${label}['${n}'] has shape [${h.shape}], parameter is [${want}]`,
+          );
+        }
+      }
+    }
+    for (const n of names) {
+      tf.tidy(() => {
+        this.m.get(n)!.assign(tf.tensor(state.m.get(n)!.data, state.m.get(n)!.shape, 'float32'));
+        this.v.get(n)!.assign(tf.tensor(state.v.get(n)!.data, state.v.get(n)!.shape, 'float32'));
+      });
+    }
+    this.stepCount = state.step;
+  }
+
+  /** Frees the moment variables (not the parameters). */
+  dispose(): void {
+    for (const x of [...this.m.values(), ...this.v.values()]) x.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}
+
+let uidCounter = 0;
+/** Variable names must be unique per engine; several optimizers may coexist in tests. */
+function uid(): number {
+  uidCounter += 1;
+  return uidCounter;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+function firstKeys(r: Record<string, unknown>): string {
+  const k = Object.keys(r);
+  return k.slice(0, 5).join(', ') + (k.length > 5 ? `, ... (${k.length} total)` : '');
+}
+
+/**
+ * Sum of tensors by pairwise tf.add (a balanced tree), never tf.addN. Call inside tf.tidy.
+ * @example
+ * tf.tidy(() => sumPairwise([a, b, c])); // a + b + c
+ */
+export function sumPairwise(xs: tf.Tensor[]): tf.Tensor {
+  if (xs.length === 0) throw new Error('sumPairwise: no tensors to sum');
+  let level = xs;
+  while (level.length > 1) {
+    const next: tf.Tensor[] = [];
+    for (let i = 0; i < level.length; i += 2)
+      next.push(i + 1 < level.length ? tf.add(level[i], level[i + 1]) : level[i]);
+    level = next;
+  }
+  return level[0];
+}
+
+/**
+ * Global L2 norm over all gradients, as a float32 scalar the caller owns. NaN/Inf in any gradient makes it non-finite.
+ * @example
+ * const n = globalNorm({ a: tf.tensor([3]), b: tf.tensor([4]) }); // 5
+ */
+export function globalNorm(grads: TensorMap): tf.Scalar {
+  const gs = Object.values(grads);
+  if (gs.length === 0) throw new Error('globalNorm: no gradients (is every parameter frozen?)');
+  return tf.tidy(
+    () => tf.sqrt(sumPairwise(gs.map((g) => tf.sum(tf.square(tf.cast(g, 'float32')))))) as tf.Scalar,
+  );
+}
+
+/**
+ * Scales gradients so their global norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_: coefficient
+ * maxNorm / (norm + 1e-6), capped at 1). `maxNorm <= 0` disables scaling. Returns new tensors and the pre-clip norm;
+ * the caller owns all of them and still owns (and disposes) the input grads. A non-finite norm makes the clipped grads
+ * NaN: check it with {@link NonFiniteGuard} and skip the step.
+ * @example
+ * const { grads: clipped, norm } = clipByGlobalNorm(grads, 1.0);
+ */
+export function clipByGlobalNorm(grads: TensorMap, maxNorm: number): { grads: TensorMap; norm: tf.Scalar } {
+  if (!Number.isFinite(maxNorm)) throw new Error(`clipByGlobalNorm: maxNorm must be finite, got ${maxNorm}`);
+  const norm = globalNorm(grads);
+  const out = tf.tidy(() => {
+    const coef = maxNorm > 0 ? tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1) : tf.scalar(1);
+    const r: TensorMap = {};
+    for (const [k, g] of Object.entries(grads)) r[k] = maxNorm > 0 ? tf.mul(g, coef) : tf.clone(g);
+    return r;
+  });
+  return { grads: out, norm };
+}
+
+/**
+ * Sums gradients over micro-batches. Owns its running sums; `add` does not take ownership of its argument.
+ * @example
+ * const acc = new GradAccumulator();
+ * for (const mb of microBatches) { const g = grads(mb); acc.add(g); tf.dispose(g); }
+ * acc.scale(1 / microBatches.length);
+ * opt.step(acc.grads, lr);
+ * acc.dispose();
+ */
+export class GradAccumulator {
+  /** Number of `add` calls since creation or the last reset. */
+  count = 0;
+  private sums: TensorMap = {};
+
+  /** Adds `grads` into the running sums. All adds must have the same names and shapes. */
+  add(grads: TensorMap): void {
+    const names = Object.keys(grads);
+    if (this.count > 0) {
+      const have = Object.keys(this.sums);
+      const missing = have.filter((n) => !(n in grads));
+      const extra = names.filter((n) => !(n in this.sums));
+      if (missing.length || extra.length) {
+        throw new Error(
+          `GradAccumulator.add: names differ from earlier adds (missing: ${missing.slice(0, 5).join(', ') || '-'}; ` +
+            `new: ${extra.slice(0, 5).join(', ') || '-'})`,
+        );
+      }
+    }
+    for (const n of names) {
+      const old = this.sums[n];
+      if (old && !sameShape(old.shape, grads[n].shape)) {
+        throw new Error(`GradAccumulator.add: '${n}' has shape [${grads[n].shape}], earlier [${old.shape}]`);
+      }
+      // keep: add() may be called inside a caller's tidy, but the sums must outlive it.
+      this.sums[n] = tf.keep(old ? tf.add(old, grads[n]) : tf.cast(grads[n], 'float32'));
+      old?.dispose();
+    }
+    this.count += 1;
+  }
+
+  /** Multiplies every running sum by `s` in place (e.g. 1 / count, or 1 / total tokens). */
+  scale(s: number): void {
+    for (const [n, x] of Object.entries(this.sums)) {
+      this.sums[n] = tf.keep(tf.mul(x, s));
+      x.dispose();
+    }
+  }
+
+  /** The running sums, still owned by the accumulator. */
+  get grads(): TensorMap {
+    return this.sums;
+  }
+
+  /** Frees the sums and starts over. */
+  dispose(): void {
+    tf.dispose(Object.values(this.sums));
+    this.sums = {};
+    this.count = 0;
+  }
+}
+
+/**
+ * Counts consecutive non-finite steps (NaN/Inf gradient norm): `'ok'` applies the step, `'skip'` drops it, `'stop'`
+ * means `maxConsecutive` bad steps in a row and the run should end.
+ * @example
+ * const guard = new NonFiniteGuard(5);
+ * if (guard.check(await norm.data()[0]) !== 'ok') ...
+ */
+export class NonFiniteGuard {
+  consecutive = 0;
+  total = 0;
+  constructor(readonly maxConsecutive: number) {
+    if (!Number.isInteger(maxConsecutive) || maxConsecutive < 1) {
+      throw new Error(`NonFiniteGuard: maxConsecutive must be an integer >= 1, got ${maxConsecutive}`);
+    }
+  }
+
+  check(norm: number): 'ok' | 'skip' | 'stop' {
+    if (Number.isFinite(norm)) {
+      this.consecutive = 0;
+      return 'ok';
+    }
+    this.consecutive += 1;
+    this.total += 1;
+    return this.consecutive >= this.maxConsecutive ? 'stop' : 'skip';
+  }
+}

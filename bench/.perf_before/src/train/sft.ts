@@ -1,0 +1,390 @@
+// Supervised fine-tuning (the linguistic cold start): JSONL chat rows -> tokens with assistant-only labels ->
+// length-grouped (or packed) padded batches -> masked causal-LM loss -> accumulated, clipped AdamW steps on a
+// warmup+cosine schedule, with eval loss, atomic checkpoints and exact resume. The step machinery is trainer.ts;
+// this file is the loop (nanoGPT train.py: lr -> eval -> accumulate -> clip -> step -> log -> save).
+// Follows mlx-lm tuner/trainer.py `train()` and TRL SFTTrainer (assistant-only loss, num_items_in_batch normaliser).
+//
+// Loss normaliser: every micro-batch of a step divides its summed NLL by the label tokens of the WHOLE step
+// (HF num_items_in_batch), so batch 4 x accum 1 and batch 1 x accum 4 make the same update.
+// Packing: rows hold several sequences; the batch's segmentIds go to the model, which makes attention block-diagonal
+// per sequence and restarts positions per sequence (images included), and the first label of each later sequence is
+// masked (dataset.ts). So a packed step has the same loss, normaliser and gradients as the same sequences unpacked.
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import type { ChatMessage } from '../data/chat.js';
+import {
+  type Batch,
+  collate,
+  loadSftExamples,
+  SftBatches,
+  stepsForEpochs,
+  type TokenizedExample,
+  type TokenizeFn,
+  tokenizeExamples,
+} from '../data/dataset.js';
+import { concatImages, processImage } from '../data/image.js';
+import { processor } from '../data/processor.js';
+import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
+import { parseConfig } from '../model/config.js';
+import { QWEN_PAD_ID } from '../model/generate.js';
+import { gatherRows } from '../model/layers.js';
+import { IGNORE_INDEX, tokenLogprobsFromHidden } from '../model/loss.js';
+import { type ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { JsonlLogger } from '../util/log.js';
+import { ProgressBar, type ProgressStream } from '../util/progress.js';
+import type { SftConfig } from './config.js';
+import { latestCheckpoint, resolveResume, writeRunConfig } from './state.js';
+import { Trainer } from './trainer.js';
+
+/** models/tiny/config.json of this package (resolves from src/train and dist/train alike). */
+export const TINY_CONFIG = fileURLToPath(new URL('../../models/tiny/config.json', import.meta.url));
+
+/** Injected dependencies; everything defaults to the real thing. */
+export interface SftDeps {
+  /** Use this model instead of loading `config.model` (the caller keeps ownership). */
+  model?: Qwen2_5_VL;
+  /** Tokenizer for the chat template (default: the bundled Qwen2.5 tokenizer). */
+  tokenizer?: QwenTokenizer;
+  /** Replace tokenization entirely (e.g. a small-vocabulary test tokenizer); needs `padId`. */
+  tokenize?: TokenizeFn;
+  padId?: number;
+  /** Step log (default: `outDir/log.jsonl`); null disables it. */
+  logger?: JsonlLogger | null;
+  /** Progress bar stream (default: process.stderr); null disables the bar. */
+  progress?: ProgressStream | null;
+  /** Info lines (dataset sizes, checkpoints); default console.error. */
+  info?: (line: string) => void;
+}
+
+/** What a run returns. */
+export interface SftResult {
+  /** Optimizer steps done by the end of the run (including resumed ones). */
+  steps: number;
+  /** Loss of every step run in this call, in order. */
+  losses: number[];
+  evalLosses: { step: number; loss: number }[];
+  /** Directory of the final checkpoint. */
+  checkpoint: string;
+  /** Steps skipped for a non-finite gradient (whole run). */
+  nonFiniteSteps: number;
+}
+
+/**
+ * Loads or creates the model named by `spec`: 'tiny' (models/tiny, random init), a config.json path (random init), or
+ * a directory with config.json + safetensors.
+ * @example const model = await loadModelSpec('tiny', cfg.seed);
+ */
+export async function loadModelSpec(spec: string, seed: number): Promise<Qwen2_5_VL> {
+  const file = spec === 'tiny' ? TINY_CONFIG : spec;
+  if (file.endsWith('.json')) {
+    const json = await readFile(file, 'utf8').catch((e: Error) => {
+      throw new Error(`model '${spec}': cannot read ${file} (${e.message})`);
+    });
+    return Qwen2_5_VL.init(parseConfig(JSON.parse(json), file), seed ?? 0);
+  }
+  const isDir = await stat(spec).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) throw new Error(`model '${spec}' is not 'tiny', a config.json path or a model directory`);
+  return Qwen2_5_VL.load(spec);
+}
+
+/**
+ * TokenizeFn using the processor: chat template, image pad expansion, labels on assistant replies only.
+ * @example const t = await processorTokenize(tok)([{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }]);
+ */
+export function processorTokenize(tokenizer: QwenTokenizer): TokenizeFn {
+  return async (messages: ChatMessage[]) => {
+    const out = await processor([messages], { tokenizer, labels: true, padding: 'right' });
+    return { inputIds: out.inputIds[0], labels: out.labels?.[0] ?? [] };
+  };
+}
+
+/**
+ * Model inputs of a collated batch; packed batches (a row holding more than one sequence) carry their segmentIds.
+ * The pixel tensor (when images) is the caller's to dispose.
+ */
+export async function batchInputs(batch: Batch): Promise<ModelInputs> {
+  const inputs: ModelInputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+  if (batch.segmentIds.some((row) => row.some((s) => s > 0))) inputs.segmentIds = batch.segmentIds;
+  const paths = batch.images.flat();
+  if (paths.length === 0) return inputs;
+  const { pixelValues, imageGridThw } = concatImages(await Promise.all(paths.map((p) => processImage(p))));
+  inputs.pixelValues = tf.tensor2d(pixelValues, [pixelValues.length / 1176, 1176]);
+  inputs.imageGridThw = imageGridThw;
+  return inputs;
+}
+
+/** Tokenized examples of a JSONL file, with an info line on truncation/drops. */
+async function loadTokenized(
+  file: string,
+  c: SftConfig,
+  tokenize: TokenizeFn,
+  info: (l: string) => void,
+): Promise<TokenizedExample[]> {
+  const raw = await loadSftExamples(file, c.data);
+  const { examples, truncated, dropped } = await tokenizeExamples(raw, tokenize, c.maxSeqLen);
+  info(
+    `sft: ${file}: ${examples.length} examples (${truncated} truncated to ${c.maxSeqLen}, ${dropped} dropped)`,
+  );
+  if (examples.length === 0)
+    throw new Error(`${file}: no usable example left; raise maxSeqLen or check the rows`);
+  return examples;
+}
+
+/**
+ * Token-weighted mean NLL over the eval examples (fixed order, batches of `batchSize`), no gradients.
+ * @example const loss = await evalLoss(model, evalExamples, 4, padId, 'right');
+ */
+export async function evalLoss(
+  model: Qwen2_5_VL,
+  examples: TokenizedExample[],
+  batchSize: number,
+  padId: number,
+  padSide: 'left' | 'right',
+): Promise<number> {
+  let nll = 0;
+  let count = 0;
+  for (let i = 0; i < examples.length; i += batchSize) {
+    const batch = collate(
+      examples.slice(i, i + batchSize).map((e) => [e]),
+      padId,
+      padSide,
+    );
+    const inputs = await batchInputs(batch);
+    const sum = sftLoss(model, inputs, batch.labels, 1);
+    nll += (await sum.data())[0];
+    tf.dispose([sum, inputs.pixelValues ?? []]);
+    count += lossTokens(batch.labels);
+  }
+  return nll / Math.max(count, 1);
+}
+
+/**
+ * Label tokens that enter the shifted loss (every non-ignored label after position 0): the HF num_items_in_batch.
+ * @example lossTokens([[-100, 5, 6], [7, -100, 8]]) // 3
+ */
+export function lossTokens(labels: number[][]): number {
+  return labelRows(labels).rows.length;
+}
+
+/**
+ * Positions whose next token is a label, as flat rows `b*T + t` of `[B*T, D]`, and those next tokens.
+ * @example labelRows([[-100, 5, 6]]) // { rows: [0, 1], targets: [5, 6] }
+ */
+export function labelRows(labels: number[][]): { rows: number[]; targets: number[] } {
+  const rows: number[] = [];
+  const targets: number[] = [];
+  labels.forEach((row, b) => {
+    for (let t = 0; t + 1 < row.length; t++) {
+      if (row[t + 1] === IGNORE_INDEX) continue;
+      rows.push(b * row.length + t);
+      targets.push(row[t + 1]);
+    }
+  });
+  return { rows, targets };
+}
+
+/**
+ * The HF causal-LM loss `-sum(log p(label)) / numItemsInBatch`, evaluating the LM head only at positions that have a
+ * label: prompt and padding rows never reach the `[N, V]` head, which dominates the cost of small models.
+ * Same value as `model.loss(inputs, labels, { numItemsInBatch })`. Builds its result in a tidy; use in tf.variableGrads.
+ * @example tf.variableGrads(() => sftLoss(model, inputs, batch.labels, 42), vars)
+ */
+export function sftLoss(
+  model: Qwen2_5_VL,
+  inputs: ModelInputs,
+  labels: number[][],
+  numItemsInBatch: number,
+  opts: { recompute?: boolean } = {},
+): tf.Scalar {
+  const { rows, targets } = labelRows(labels);
+  return tf.tidy(() => {
+    const { hidden } = model.hidden(inputs, { recompute: opts.recompute });
+    if (rows.length === 0) return tf.mul(tf.sum(hidden), 0) as tf.Scalar;
+    const [B, T, D] = hidden.shape;
+    const h = tf.reshape(gatherRows(tf.reshape(hidden, [B * T, D]), rows), [
+      1,
+      rows.length,
+      D,
+    ]) as tf.Tensor3D;
+    const lp = tokenLogprobsFromHidden(model.params, model.config, h, [targets]);
+    return tf.div(tf.neg(tf.sum(lp)), Math.max(numItemsInBatch, 1)) as tf.Scalar;
+  });
+}
+
+/** One optimizer step's micro-batches: closures for the trainer and the tensors to free afterwards. */
+async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
+  const micro: { batch: Batch; inputs: ModelInputs }[] = [];
+  for (let k = 0; k < c.gradAccumSteps; k++) {
+    const { batch } = data.next();
+    micro.push({ batch, inputs: await batchInputs(batch) });
+  }
+  const numItemsInBatch = micro.reduce((s, m) => s + lossTokens(m.batch.labels), 0);
+  const tokens = micro.reduce((s, m) => s + m.batch.attentionMask.flat().reduce((a, b) => a + b, 0), 0);
+  const closures = micro.map(
+    ({ batch, inputs }) =>
+      () =>
+        sftLoss(model, inputs, batch.labels, numItemsInBatch, { recompute: c.recompute }),
+  );
+  const dispose = () =>
+    tf.dispose(micro.flatMap((m) => (m.inputs.pixelValues ? [m.inputs.pixelValues] : [])));
+  return { closures, tokens, dispose };
+}
+
+/** Fields that must not change across a resume: they fix the data order, the batches or the trainable set. */
+const RESUME_FIXED = [
+  'seed',
+  'batchSize',
+  'gradAccumSteps',
+  'lengthGrouping',
+  'packing',
+  'maxSeqLen',
+  'trainable',
+];
+const RESUME_FIXED_DATA = [
+  'train',
+  'format',
+  'questionField',
+  'solutionField',
+  'answerField',
+  'promptTemplate',
+];
+
+/**
+ * Differences between a checkpoint's saved config and the current one in fields a resume must keep.
+ * @example resumeMismatches({ batchSize: 2 }, cfg) // ['batchSize was 2, now 4']
+ */
+export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
+  const s = (saved ?? {}) as Record<string, any>;
+  const out: string[] = [];
+  const cmp = (name: string, a: unknown, b: unknown) => {
+    if (a !== undefined && JSON.stringify(a) !== JSON.stringify(b))
+      out.push(`${name} was ${JSON.stringify(a)}, now ${JSON.stringify(b)}`);
+  };
+  for (const k of RESUME_FIXED) cmp(k, s[k], (now as Record<string, unknown>)[k]);
+  for (const k of RESUME_FIXED_DATA) cmp(`data.${k}`, s.data?.[k], (now.data as Record<string, unknown>)[k]);
+  return out;
+}
+
+/**
+ * Runs SFT as configured; see the file header. Writes `outDir/training_config.json`, `outDir/log.jsonl` and
+ * `outDir/checkpoint-<step>/` (every `saveEvery` steps and at the end).
+ * @example
+ * const cfg = SftConfig.parse({ model: 'tiny', outDir: 'runs/sft', steps: 20, data: { train: 'train.jsonl' } });
+ * const { losses, checkpoint } = await trainSft(cfg);
+ */
+export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
+  const info = deps.info ?? ((l: string) => console.error(l));
+  await Trainer.ready();
+  await checkFreshOutDir(c);
+  await writeRunConfig(c.outDir, c);
+  const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
+  const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);
+  const padId = deps.padId ?? tok?.special.pad ?? QWEN_PAD_ID;
+  const train = await loadTokenized(c.data.train, c, tokenize, info);
+  const evalSet = c.evalEvery > 0 && c.data.eval ? await loadTokenized(c.data.eval, c, tokenize, info) : [];
+  const data = new SftBatches(train, {
+    batchSize: c.batchSize,
+    gradAccumSteps: c.gradAccumSteps,
+    seed: c.seed,
+    lengthGrouping: c.lengthGrouping,
+    padId,
+    padSide: c.padSide,
+    packTo: c.packing ? c.maxSeqLen : undefined,
+  });
+  const totalSteps = c.steps ?? stepsForEpochs(c.epochs ?? 1, data.batchesInEpoch(0), c.gradAccumSteps);
+  const model = deps.model ?? (await loadModelSpec(c.model, c.seed));
+  const logger = deps.logger === undefined ? new JsonlLogger(path.join(c.outDir, 'log.jsonl')) : deps.logger;
+  const bar =
+    deps.progress === null ? undefined : new ProgressBar(totalSteps, deps.progress ?? process.stderr);
+  const trainer = new Trainer({ model, config: c, totalSteps, logger: logger ?? undefined, progress: bar });
+  try {
+    await resumeRun(c, trainer, data, info);
+    return await runLoop({ c, model, data, trainer, evalSet, padId, totalSteps, info });
+  } finally {
+    bar?.done();
+    if (deps.logger === undefined) logger?.close();
+    trainer.dispose();
+    if (!deps.model) model.dispose();
+  }
+}
+
+/**
+ * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
+ * @example await checkFreshOutDir(cfg); // throws "... pass --resume latest ..." if outDir has checkpoint-* dirs
+ */
+export async function checkFreshOutDir(c: SftConfig): Promise<void> {
+  if (c.resume !== undefined) return;
+  const last = await latestCheckpoint(c.outDir);
+  if (last) {
+    throw new Error(
+      `outDir ${c.outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
+        'that run, or choose another --out-dir',
+    );
+  }
+}
+
+/** On `resume`: checks the saved config, restores weights/optimizer/step/rng and moves the data stream. */
+async function resumeRun(
+  c: SftConfig,
+  trainer: Trainer,
+  data: SftBatches,
+  info: (l: string) => void,
+): Promise<void> {
+  const dir = await resolveResume(c.resume, c.outDir);
+  if (!dir) return;
+  const saved = JSON.parse(await readFile(path.join(dir, 'training_config.json'), 'utf8'));
+  const changed = resumeMismatches(saved, c);
+  if (changed.length > 0) {
+    throw new Error(
+      `resume from ${dir}: ${changed.join('; ')}. These fix the data order and the trained parameters, so the run ` +
+        'could not continue exactly: use the saved values, or start a fresh run in another outDir',
+    );
+  }
+  const state = await trainer.resume(dir);
+  data.seek(state.dataPosition);
+  info(`sft: resumed from ${dir} at step ${state.step}`);
+}
+
+interface LoopArgs {
+  c: SftConfig;
+  model: Qwen2_5_VL;
+  data: SftBatches;
+  trainer: Trainer;
+  evalSet: TokenizedExample[];
+  padId: number;
+  totalSteps: number;
+  info: (l: string) => void;
+}
+
+/** The training loop: step -> eval -> save, until totalSteps; then the final checkpoint. */
+async function runLoop(a: LoopArgs): Promise<SftResult> {
+  const { c, model, data, trainer } = a;
+  const losses: number[] = [];
+  const evalLosses: { step: number; loss: number }[] = [];
+  let checkpoint = '';
+  while (trainer.step < a.totalSteps) {
+    const { closures, tokens, dispose } = await stepClosures(model, data, c);
+    try {
+      losses.push((await trainer.trainStep(closures, { tokens })).loss);
+    } finally {
+      dispose();
+    }
+    const s = trainer.step;
+    if (c.evalEvery > 0 && s % c.evalEvery === 0 && a.evalSet.length > 0) {
+      const loss = await evalLoss(model, a.evalSet, c.batchSize, a.padId, c.padSide);
+      evalLosses.push({ step: s, loss });
+      trainer.log({ evalLoss: loss });
+    }
+    if ((c.saveEvery > 0 && s % c.saveEvery === 0) || s === a.totalSteps) {
+      checkpoint = await trainer.save(data.position);
+      a.info(`sft: saved ${checkpoint}`);
+    }
+  }
+  if (!checkpoint) checkpoint = await trainer.save(data.position);
+  return { steps: trainer.step, losses, evalLosses, checkpoint, nonFiniteSteps: trainer.guard.total };
+}

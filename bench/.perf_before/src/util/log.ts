@@ -1,0 +1,77 @@
+// JSONL step logger: one JSON object per line in the run dir (STYLE.md "Log JSONL per step").
+// Lines are appended synchronously, so a crash loses at most the line being written. Non-finite numbers (a NaN loss
+// is exactly what a log must show) are written as the strings "NaN", "Infinity", "-Infinity", which plain JSON lacks.
+import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+
+/** One log line. `step` is required; the trainers add their own fields. */
+export interface StepRecord {
+  step: number;
+  loss?: number;
+  lr?: number;
+  gradNorm?: number;
+  tokensPerSec?: number;
+  numTensors?: number;
+  [key: string]: unknown;
+}
+
+const encode = (_k: string, v: unknown): unknown =>
+  typeof v === 'number' && !Number.isFinite(v) ? String(v) : v;
+
+const NON_FINITE: Record<string, number> = {
+  NaN: Number.NaN,
+  Infinity: Number.POSITIVE_INFINITY,
+  '-Infinity': Number.NEGATIVE_INFINITY,
+};
+const decode = (_k: string, v: unknown): unknown =>
+  typeof v === 'string' && v in NON_FINITE ? NON_FINITE[v] : v;
+
+/**
+ * Appends records as JSON lines to `file` (parent dirs are created).
+ * @example
+ * const log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
+ * log.log({ step, loss, lr, gradNorm, tokensPerSec, numTensors: tf.memory().numTensors });
+ * log.close();
+ */
+export class JsonlLogger {
+  private fd: number | undefined;
+
+  constructor(
+    readonly file: string,
+    private readonly opts: { timestamps?: boolean } = {},
+  ) {
+    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+    this.fd = openSync(file, 'a');
+  }
+
+  /** Writes one line; adds `time` (ms since epoch) unless constructed with `timestamps: false`. */
+  log(record: StepRecord): void {
+    if (this.fd === undefined) throw new Error(`JsonlLogger: ${this.file} is closed`);
+    if (!Number.isInteger(record.step))
+      throw new Error(`JsonlLogger: step must be an integer, got ${record.step}`);
+    const line = this.opts.timestamps === false ? record : { ...record, time: Date.now() };
+    writeSync(this.fd, `${JSON.stringify(line, encode)}\n`);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/**
+ * Reads a log written by {@link JsonlLogger}; non-finite markers become numbers again.
+ * @example const losses = readStepLog('runs/a/log.jsonl').map((r) => r.loss);
+ */
+export function readStepLog(file: string): StepRecord[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l, i) => {
+      try {
+        return JSON.parse(l, decode) as StepRecord;
+      } catch (e) {
+        throw new Error(`${file}:${i + 1}: not a JSON log line (${(e as Error).message})`);
+      }
+    });
+}
