@@ -56,6 +56,31 @@ export interface ProblemOptions {
   tasks?: readonly TaskKind[];
   /** Probability that a target chain contains a slip that is then corrected (backtracking). Default 0.25. */
   backtrackRate?: number;
+  /**
+   * Balance the answers of the word tasks (default true): the k-th `largest` problem's answer is SHAPES[k % 3] and
+   * the k-th `compare` problem's winner is the first-named option for even k, the second for odd k. So no constant
+   * answer (or always picking the first option) beats chance: 1/3 on largest, 1/2 on compare.
+   */
+  balanceAnswers?: boolean;
+}
+
+/**
+ * Answer class of a word-task draft for balancing: the shape kind (largest), 'first' / 'second' named option
+ * (compare), or null (count, add: not balanced).
+ * @example answerClass('compare', { question: 'Are there more red shapes or blue shapes?', answer: 'blue' }) // 'second'
+ */
+export function answerClass(task: TaskKind, d: { question: string; answer: string }): string | null {
+  if (task === 'largest') return d.answer;
+  if (task !== 'compare') return null;
+  const first = d.question.replace(/^Are there more /, '').split(' or ')[0];
+  return first.startsWith(d.answer) ? 'first' : 'second';
+}
+
+/** The answer class the k-th problem of `task` must have when balancing (null: any). */
+function wantedClass(task: TaskKind, k: number): string | null {
+  if (task === 'largest') return SHAPES[k % SHAPES.length];
+  if (task === 'compare') return k % 2 === 0 ? 'first' : 'second';
+  return null;
 }
 
 /** One in EVAL_MODULUS content hashes goes to eval (20%). */
@@ -288,10 +313,16 @@ export function makeProblems(opts: ProblemOptions): Problem[] {
   const rate = opts.backtrackRate ?? 0.25;
   const rng = new Rng(opts.seed ?? 0).split('demo-tasks');
   const out: Problem[] = [];
+  const kept: Record<TaskKind, number> = { count: 0, compare: 0, add: 0, largest: 0 };
   while (out.length < opts.count) {
     const task = tasks[out.length % tasks.length];
     const draft = BUILDERS[task](rng, rng.uniform() < rate);
     if (splitOf(draft) !== opts.split) continue;
+    if (opts.balanceAnswers ?? true) {
+      const want = wantedClass(task, kept[task]);
+      if (want !== null && answerClass(task, draft) !== want) continue;
+      kept[task]++;
+    }
     const description = describeScene(draft.scene);
     out.push({
       id: `${opts.split}-${out.length}`,

@@ -6,6 +6,7 @@ import { detectBehaviors } from '../../src/analysis/behaviors.js';
 import { MessagesRow } from '../../src/data/dataset.js';
 import { makeVisualProblems, renderScene, sceneToSvg, writeDemoJsonl } from '../../src/demo/render.js';
 import {
+  answerClass,
   describeScene,
   gradeDemo,
   lastBoxed,
@@ -243,5 +244,37 @@ describe('writeDemoJsonl', () => {
     await expect(writeDemoJsonl(path.join(dir, 'x.jsonl'), ps, { mode: 'video' as any })).rejects.toThrow(
       /mode must be 'text' or 'image'/,
     );
+  });
+});
+
+describe('answer balancing', () => {
+  it('largest answers cycle through the shapes, compare winners alternate first/second named', () => {
+    const ps = makeProblems({ seed: 5, split: 'eval', count: 60, tasks: ['largest', 'compare'] });
+    const largest = ps.filter((p) => p.task === 'largest').map((p) => p.answer);
+    expect(largest.slice(0, 6)).toEqual(['circle', 'square', 'triangle', 'circle', 'square', 'triangle']);
+    const compare = ps.filter((p) => p.task === 'compare').map((p) => answerClass('compare', p));
+    expect(compare.slice(0, 4)).toEqual(['first', 'second', 'first', 'second']);
+    expect(compare.filter((c) => c === 'first')).toHaveLength(15);
+    // the classes are read from the text: the answer is the first or the second option named in the question
+    expect(
+      answerClass('compare', { question: 'Are there more red shapes or blue shapes?', answer: 'blue' }),
+    ).toBe('second');
+    expect(
+      answerClass('compare', { question: 'Are there more circles or squares?', answer: 'circles' }),
+    ).toBe('first');
+    expect(answerClass('add', { question: 'What is the sum of the digits?', answer: '7' })).toBeNull();
+  });
+
+  it('balanceAnswers: false keeps the raw sampler', () => {
+    const raw = makeProblems({
+      seed: 5,
+      split: 'eval',
+      count: 30,
+      tasks: ['largest'],
+      balanceAnswers: false,
+    });
+    const bal = makeProblems({ seed: 5, split: 'eval', count: 30, tasks: ['largest'] });
+    expect(raw.map((p) => p.answer)).not.toEqual(bal.map((p) => p.answer));
+    expect(bal.filter((p) => p.answer === 'square')).toHaveLength(10);
   });
 });
