@@ -165,6 +165,7 @@ function runTorch(p: Plan): RunResult {
     ],
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
+    ...(p.flags ?? []),
   ];
   const env = {
     ...process.env,
