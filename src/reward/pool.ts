@@ -75,6 +75,9 @@ export function workerSource(): { src: string | URL; eval: boolean } {
   };
 }
 
+/** Smallest accepted worker heap (old generation), in MB. */
+export const MIN_WORKER_MEMORY_MB = 16;
+
 /**
  * Warm worker threads running verify() with a hard time limit per case.
  * @example
@@ -105,6 +108,13 @@ export class VerifierPool {
       throw new Error(`VerifierPool: threads must be a positive integer, got ${opts.threads}`);
     }
     if (!(this.budgetMs > 0)) throw new Error(`VerifierPool: budgetMs must be > 0, got ${opts.budgetMs}`);
+    // Below a few MB, Node 24 aborts the WHOLE process (fatal OOM while deserialising the worker's snapshot)
+    // instead of failing the worker with ERR_WORKER_OUT_OF_MEMORY, so small limits are refused up front.
+    if (!(this.maxMemoryMb >= MIN_WORKER_MEMORY_MB)) {
+      throw new Error(
+        `VerifierPool: maxMemoryMb must be >= ${MIN_WORKER_MEMORY_MB} (a smaller worker heap can crash the whole process on Node 24), got ${opts.maxMemoryMb}`,
+      );
+    }
     for (let i = 0; i < this.threads; i++) this.slots.push(this.spawn());
   }
 

@@ -66,7 +66,7 @@ describe('VerifierPool', () => {
   });
 
   it('fails loudly, instead of respawning forever, when workers cannot start', async () => {
-    const doomed = new VerifierPool({ threads: 1, maxMemoryMb: 1 }); // every worker dies of OOM while loading
+    const doomed = new VerifierPool({ threads: 1, maxMemoryMb: 16 }); // every worker dies of OOM loading the CAS
     const v = await doomed.verify('1', '1');
     expect(v).toMatchObject({ equal: false, reason: expect.stringMatching(/workers fail to start/) });
     await expect(doomed.verify('1', '1')).rejects.toThrow(/workers fail to start/);
@@ -76,6 +76,7 @@ describe('VerifierPool', () => {
   it('rejects bad options and arguments with a clear message', () => {
     expect(() => new VerifierPool({ threads: 0 })).toThrow(/threads must be a positive integer/);
     expect(() => new VerifierPool({ budgetMs: -1 })).toThrow(/budgetMs/);
+    expect(() => new VerifierPool({ maxMemoryMb: 1 })).toThrow(/maxMemoryMb must be >= 16/);
     return expect(pool.verify(1 as any, '1')).rejects.toThrow(/must be strings/);
   });
 });
