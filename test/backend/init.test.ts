@@ -59,7 +59,12 @@ describe('initBackend', () => {
     expect(skipped['@tensorflow/tfjs-node']).toMatch(/not installed/);
     if (expected === 'wasm') {
       expect(skipped.webgpu).toMatch(/no GPU adapter|only a software adapter/);
-      expect(info.patches).toEqual(['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul']);
+      expect(info.patches).toEqual([
+        'wasm.UnsortedSegmentSum',
+        'wasm.BatchMatMul',
+        'wasm._FusedMatMul',
+        'wasm.Slice',
+      ]);
     }
     for (const s of info.skipped) expect(lines[0]).toContain(s.why);
   });

@@ -10,7 +10,7 @@ import { Rng } from '../../src/util/rng.js';
 import { expectClose } from '../helpers.js';
 import { randn } from './op_cases.js';
 
-const ALL = ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul'];
+const ALL = ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul', 'wasm.Slice'];
 
 /** matMul + both gradients of a weighted sum, read back as plain arrays. */
 async function matmulWithGrads(
@@ -98,6 +98,58 @@ describe('wasm kernel patches', () => {
         expectClose(patched[i], ref[i], 1e-4, `${name} patched vs cpu`);
         expectClose(patched[i], stock[i], 1e-4, `${name} patched vs stock wasm`);
       });
+    },
+  );
+
+  it.each([
+    [[7], [2], [4]],
+    [
+      [5, 6],
+      [1, 2],
+      [3, 4],
+    ],
+    [
+      [5, 6],
+      [2, 0],
+      [3, 6],
+    ],
+    [
+      [3, 4, 5],
+      [1, 1, 2],
+      [2, 3, 2],
+    ],
+    [
+      [2, 3, 4, 5],
+      [1, 0, 2, 1],
+      [1, 3, 2, 3],
+    ],
+    [
+      [2, 3, 4, 5],
+      [0, 1, 0, 0],
+      [2, 1, 4, 5],
+    ],
+  ])(
+    'Slice %j begin %j size %j: patched == stock wasm, exactly; no buffers leaked',
+    async (shape, begin, size) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const x = tf.tensor(
+        Float32Array.from({ length: n }, (_, i) => i * 0.5 - 3),
+        shape,
+      );
+      const xi = tf.cast(x, 'int32');
+      const be = tf.backend();
+      const ids = be.numDataIds();
+      const fast = tf.slice(x, begin, size);
+      const fastI = tf.slice(xi, begin, size);
+      expect(be.numDataIds(), 'backend buffers leaked by the Slice patch').toBe(ids + 2);
+      removeWasmPatches();
+      const stock = tf.slice(x, begin, size);
+      const stockI = tf.slice(xi, begin, size);
+      installWasmPatches();
+      expect(fast.shape).toEqual(size);
+      expect(Array.from(await fast.data())).toEqual(Array.from(await stock.data()));
+      expect(Array.from(await fastI.data())).toEqual(Array.from(await stockI.data()));
+      tf.dispose([x, xi, fast, fastI, stock, stockI]);
     },
   );
 
