@@ -6,7 +6,7 @@
 // Shape legend: B batch, T positions, N = B·T rows, D hidden, V vocab rows.
 import * as tf from '@tensorflow/tfjs-core';
 import type { Qwen2_5_VLConfig } from './config.js';
-import { gatherRows, matMulWT, type Params } from './layers.js';
+import { gatherRows, type Params } from './layers.js';
 import { lmHeadWeight } from './text.js';
 
 /** HF ignore index. */
@@ -47,6 +47,9 @@ function checkTargets(targets: number[][], B: number, T: number, V: number): voi
 /**
  * `logsumexp(h W^T)` over the vocabulary for `h [N, D]`, `w [V, D]`, computed `chunk` rows at a time.
  * The gradient recomputes each chunk's softmax, so no `[N, V]` tensor outlives the call.
+ * Every product keeps the `[V, D]` weight untransposed (tfjs-wasm reaches XNNPACK only without transpose
+ * flags; a transposed weight is copied on every call): the chunk's logits are computed as `W h^T [V, n]`,
+ * dW as `P^T (h·dy)` from that `[V, n]` layout, and dh as `P W` summed over vocabulary blocks (`softmaxTimesW`).
  * @example chunkedLogSumExp(h, embedTokens, 256) // [N]
  */
 export function chunkedLogSumExp(h: tf.Tensor2D, w: tf.Tensor2D, chunk = 256): tf.Tensor1D {
@@ -57,26 +60,61 @@ export function chunkedLogSumExp(h: tf.Tensor2D, w: tf.Tensor2D, chunk = 256): t
     tf.slice(x, [s, 0], [Math.min(chunk, N - s), x.shape[1]]);
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [hh, ww, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-    const lse = tf.concat(starts.map((s) => tf.logSumExp(matMulWT(part(hh, s), ww), -1))) as tf.Tensor1D;
+    const lse = tf.concat(
+      starts.map((s) => tf.logSumExp(tf.transpose(logitsT(part(hh, s), ww)), -1)),
+    ) as tf.Tensor1D;
     save([hh, ww, lse]);
     return {
       value: lse,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [hs, ws, lses] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-        const lse2 = tf.reshape(lses, [N, 1]) as tf.Tensor2D;
+        const lse2 = tf.reshape(lses, [1, N]) as tf.Tensor2D;
         const dy2 = tf.reshape(dy, [N, 1]) as tf.Tensor2D;
-        // d lse / d logits = softmax; fold dy into the small [n, D] operands instead of the [n, V] one.
+        // d lse / d logits = softmax; fold dy into the small [n, D] operands instead of the [V, n] one.
         let dw: tf.Tensor = tf.zerosLike(ws);
         const dh = starts.map((s) => {
-          const p = tf.exp(tf.sub(matMulWT(part(hs, s), ws), part(lse2, s))) as tf.Tensor2D;
-          dw = tf.add(dw, tf.matMul(p, tf.mul(part(hs, s), part(dy2, s)) as tf.Tensor2D, true, false));
-          return tf.mul(tf.matMul(p, ws), part(dy2, s));
+          const n = Math.min(chunk, N - s);
+          const pT = tf.exp(tf.sub(logitsT(part(hs, s), ws), tf.slice(lse2, [0, s], [1, n]))) as tf.Tensor2D;
+          dw = tf.add(dw, tf.matMul(pT, tf.mul(part(hs, s), part(dy2, s)) as tf.Tensor2D));
+          return tf.mul(softmaxTimesW(pT, ws), part(dy2, s));
         });
         return [tf.concat(dh, 0), dw];
       },
     };
   });
   return op(h, w) as tf.Tensor1D;
+}
+
+/** Vocabulary rows per block of `P W` (the reduction over V); a block's operands stay cache-resident. */
+const VOCAB_BLOCK = 4096;
+
+/**
+ * `P W` for the transposed softmax `pT [V, n]` and `w [V, D]` → `[n, D]`, summed over blocks of `VOCAB_BLOCK`
+ * vocabulary rows. One product with a 151936-long reduction streams W from memory once per few output rows
+ * (12 GFLOP/s on wasm); blocks of contiguous rows of both operands run at full speed.
+ */
+function softmaxTimesW(pT: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const [V, n] = pT.shape;
+  if (V <= VOCAB_BLOCK) return tf.matMul(pT, w, true, false);
+  return tf.tidy(() => {
+    let acc: tf.Tensor2D | null = null;
+    for (let s = 0; s < V; s += VOCAB_BLOCK) {
+      const k = Math.min(VOCAB_BLOCK, V - s);
+      const part = tf.matMul(
+        tf.slice(pT, [s, 0], [k, n]),
+        tf.slice(w, [s, 0], [k, w.shape[1]]),
+        true,
+        false,
+      ) as tf.Tensor2D;
+      acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
+    }
+    return acc as tf.Tensor2D;
+  });
+}
+
+/** Transposed logits `W h^T`: `h [n, D]`, `w [V, D]` → `[V, n]` (only the small `h` is transposed). */
+function logitsT(h: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  return tf.matMul(w, h, false, true);
 }
 
 /**
