@@ -8,7 +8,32 @@ import type { GrpoStepRecord } from '../train/grpo.js';
 import type { StepRecord } from '../util/log.js';
 import type { DemoEvalResult } from './eval.js';
 import type { DemoOptions, DemoSummary } from './pipeline.js';
-import { TASK_KINDS } from './tasks.js';
+import { lastBoxed, normalizeAnswer, TASK_KINDS } from './tasks.js';
+
+/**
+ * Which answers a model gives, per task: `{ task: { answer: count } }` over the last \\boxed{} of each completion
+ * ('(none)' when there is none). Shows answer biases: a model that always says "square" scores by luck, not sight.
+ * @example answerCounts([{ task: 'largest', completion: '\\boxed{square}' }]) // { largest: { square: 1 } }
+ */
+export function answerCounts(
+  rows: readonly { task: string; completion: string }[],
+): Record<string, Record<string, number>> {
+  const out: Record<string, Record<string, number>> = {};
+  for (const r of rows) {
+    const got = lastBoxed(r.completion);
+    const a = got === null ? '(none)' : normalizeAnswer(got);
+    out[r.task] ??= {};
+    out[r.task][a] = (out[r.task][a] ?? 0) + 1;
+  }
+  return out;
+}
+
+/** `answer xN, ...` most frequent first. */
+const countsText = (c: Record<string, number> | undefined): string =>
+  Object.entries(c ?? {})
+    .sort((a, b) => b[1] - a[1])
+    .map(([a, n]) => `${a} x${n}`)
+    .join(', ');
 
 const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
 
@@ -115,6 +140,24 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
           ['cold start', 'image', ...byTask(c.cold), c.cold.accuracy],
           ['after RL', 'image', ...byTask(c.after), c.after.accuracy],
         ],
+      },
+      {
+        name: 'Held-out answers given, by task (gold answers are balanced: see makeProblems)',
+        columns: ['model', 'input', ...TASK_KINDS],
+        rows: (
+          [
+            [
+              'gold',
+              'image',
+              c.after.rows.map((r) => ({ task: r.task, completion: `\\boxed{${r.answer}}` })),
+            ],
+            ['cold start', 'image', c.cold.rows],
+            ['after RL', 'image', c.after.rows],
+          ] as const
+        ).map(([m, i, rows]) => {
+          const counts = answerCounts(rows);
+          return [m, i, ...TASK_KINDS.map((t) => countsText(counts[t]))];
+        }),
       },
     ],
     samples,

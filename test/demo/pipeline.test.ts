@@ -13,6 +13,7 @@ import { renderChat } from '../../src/data/chat.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
 import { demoTokenizer } from '../../src/demo/eval.js';
 import { DEMO_MODEL_CONFIG, demoReward } from '../../src/demo/pipeline.js';
+import { answerCounts } from '../../src/demo/report.js';
 import { gradeDemo, makeProblems } from '../../src/demo/tasks.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
@@ -56,6 +57,18 @@ describe('demoReward', () => {
     };
     const done = '<answer> \\boxed{red} </answer>';
     expect(await demoReward([done, done, '<answer> \\boxed{square} </answer>'], ctx)).toEqual([1, 0, 0]);
+  });
+});
+
+describe('answerCounts', () => {
+  it('counts the last boxed answer per task, normalised, and completions without one', () => {
+    const rows = [
+      { task: 'largest', completion: '\\boxed{circle} wait \\boxed{Square}' },
+      { task: 'largest', completion: '<answer> \\boxed{square} </answer>' },
+      { task: 'largest', completion: 'no answer' },
+      { task: 'compare', completion: '\\boxed{red}' },
+    ];
+    expect(answerCounts(rows)).toEqual({ largest: { square: 2, '(none)': 1 }, compare: { red: 1 } });
   });
 });
 
@@ -136,6 +149,7 @@ describe('ovr-train demo --quick', () => {
     const html = readFileSync(path.join(out, 'report', 'index.html'), 'utf8');
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
     expect(html).toContain('held-out image accuracy, after RL');
+    expect(html).toContain('Held-out answers given, by task');
     for (const name of ['reward', 'accuracy', 'response_length', 'behaviors', 'sft_loss']) {
       const png = path.join(out, 'report', `${name}.png`);
       const meta = await sharp(png).metadata();
