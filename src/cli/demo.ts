@@ -14,7 +14,7 @@ export const DemoArgs = z
       .boolean()
       .default(false)
       .describe('tiny smoke run (~1 min): checks the plumbing, no learning claim'),
-    steps: z.number().int().min(1).optional().describe('RL (GRPO) steps; default 40 (quick: 2)'),
+    steps: z.number().int().min(1).optional().describe('RL (GRPO) steps; default 60 (quick: 2)'),
     sftSteps: z.number().int().min(1).optional().describe('stage-1 SFT steps; default 160 (quick: 3)'),
     seed: z.number().int().min(0).default(0).describe('seed of data, init and sampling'),
     modelConfig: z
