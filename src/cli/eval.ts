@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { BACKEND_NAMES, initBackend, ovrBackendFromEnv } from '../backend/index.js';
+import { COMPACT_VOCAB_FILE } from '../data/compact_vocab.js';
 import { PROMPT_TEMPLATES } from '../data/templates.js';
 import { defaultTokenizer, loadTokenizer } from '../data/tokenizer.js';
 import { readEvalItems } from '../eval/data.js';
@@ -81,9 +82,9 @@ export async function evalRun(
   a: EvalArgsT,
   say: (l: string) => void = console.log,
 ): Promise<EvalSummary & { out: string }> {
-  if (existsSync(path.join(a.model, 'demo_vocab.json'))) {
+  if (existsSync(path.join(a.model, COMPACT_VOCAB_FILE))) {
     throw new Error(
-      `${a.model} is a demo checkpoint (compact vocabulary); it only reads demo prompts, not benchmarks`,
+      `${a.model} is a demo checkpoint (it has ${COMPACT_VOCAB_FILE}: a compact vocabulary that cannot encode benchmark text); evaluate a model with the full Qwen vocabulary`,
     );
   }
   const t0 = performance.now();

@@ -221,4 +221,13 @@ describe('end to end with the tiny random model', () => {
     });
     await expect(evalRun(args, () => {})).rejects.toThrow(/nope\.png/);
   }, 60_000);
+
+  it('refuses a demo checkpoint (compact vocabulary), naming the file that marks it', async () => {
+    const { mkdirSync, writeFileSync } = await import('node:fs');
+    const demo = path.join(dir, 'demo-model');
+    mkdirSync(demo, { recursive: true });
+    writeFileSync(path.join(demo, 'compact_vocab.json'), '{}\n');
+    const args = EvalArgs.parse({ model: demo, data: shared('data', 'math500', 'test.jsonl'), limit: 1 });
+    await expect(evalRun(args, () => {})).rejects.toThrow(/demo checkpoint.*compact_vocab\.json/);
+  });
 });
