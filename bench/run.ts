@@ -100,12 +100,9 @@ function lastJson(stdout: string, stderr: string, status: number | null): Record
   }
 }
 
-function runOurs(p: Plan): RunResult {
-  const args = [
-    '--import',
-    'tsx',
-    'bench/model.ts',
-    ...['--backend', p.backend, '--config', CONFIGS[p.config], '--name', p.config],
+/** The measurement settings both implementations take, so ours and PyTorch always time the same work. */
+function settingsArgs(p: Plan): string[] {
+  return [
     ...[
       '--batch',
       String(SETTINGS.batch),
@@ -117,6 +114,16 @@ function runOurs(p: Plan): RunResult {
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
     ...(p.flags ?? []),
+  ];
+}
+
+function runOurs(p: Plan): RunResult {
+  const args = [
+    '--import',
+    'tsx',
+    'bench/model.ts',
+    ...['--backend', p.backend, '--config', CONFIGS[p.config], '--name', p.config],
+    ...settingsArgs(p),
   ];
   const env = { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' };
   const r = spawnSync(process.execPath, args, {
@@ -155,17 +162,7 @@ function runTorch(p: Plan): RunResult {
   const args = [
     'bench/torch_ref.py',
     ...['--config', CONFIGS[p.config], '--name', p.config, '--threads', String(TORCH_THREADS)],
-    ...[
-      '--batch',
-      String(SETTINGS.batch),
-      '--seq',
-      String(seqOf(p.config)),
-      '--image',
-      String(SETTINGS.image),
-    ],
-    ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
-    ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
-    ...(p.flags ?? []),
+    ...settingsArgs(p),
   ];
   const env = {
     ...process.env,
