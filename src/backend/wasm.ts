@@ -5,6 +5,9 @@
 //    matMul gradients. The wrappers transpose explicitly and fold a's batch into rows when b is a weight.
 //  - Slice reads its input with backend.readSync, which copies the WHOLE tensor out of the heap for every slice
 //    (176 ms to take 8192 rows of a [151936, 512] weight): the patch copies only the slice, from a heap view.
+//  - Identity and same-dtype Cast copy the whole buffer; the engine clones EVERY tensor it saves for backward
+//    through Identity, so each saved weight / activation existed twice (a [151936, 512] weight: +311 MB, 29 ms).
+//    The patches share the buffer by reference count instead, as the cpu backend and wasm's own Reshape do.
 
 import type { KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -22,6 +25,7 @@ interface WasmBackendLike {
   dataIdMap: { get(id: object): WasmData | undefined; has(id: object): boolean };
   readSync(dataId: object): tf.backend_util.BackendValues;
   disposeData(dataId: object, force?: boolean): boolean;
+  incRef(dataId: object): void;
   makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
   typedArrayFromHeap(t: TensorInfo): tf.TypedArray;
 }
@@ -207,6 +211,32 @@ function fastSlice(original: KernelFunc | null): KernelFunc {
   };
 }
 
+/** A new TensorInfo on `x`'s buffer (reference counted, like wasm Reshape): no copy. */
+function share(backend: object, x: TensorInfo, dtype: tf.DataType = x.dtype): TensorInfo {
+  (backend as WasmBackendLike).incRef(x.dataId);
+  return { dataId: x.dataId, shape: [...x.shape], dtype };
+}
+
+/** Identity that shares the input buffer (stock wasm copies it; strings keep the stock path). */
+function sharedIdentity(original: KernelFunc | null): KernelFunc {
+  if (!original)
+    throw new Error('wasm Identity kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
+  return (params) => {
+    const { x } = params.inputs as { x: TensorInfo };
+    return x.dtype === 'string' ? original(params) : share(params.backend, x);
+  };
+}
+
+/** Cast to the dtype the input already has shares the buffer; real conversions keep the stock kernel. */
+function sharedCast(original: KernelFunc | null): KernelFunc {
+  if (!original) throw new Error('wasm Cast kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
+  return (params) => {
+    const { x } = params.inputs as { x: TensorInfo };
+    const { dtype } = params.attrs as { dtype: tf.DataType };
+    return dtype === x.dtype && dtype !== 'string' ? share(params.backend, x) : original(params);
+  };
+}
+
 /** The wasm kernel patches, in install order. */
 export const WASM_PATCHES: readonly KernelPatch[] = [
   {
@@ -218,12 +248,14 @@ export const WASM_PATCHES: readonly KernelPatch[] = [
   { id: 'wasm.BatchMatMul', kernelName: 'BatchMatMul', backendName: WASM, make: fastBatchMatMul },
   { id: 'wasm._FusedMatMul', kernelName: '_FusedMatMul', backendName: WASM, make: fastFusedMatMul },
   { id: 'wasm.Slice', kernelName: 'Slice', backendName: WASM, make: fastSlice },
+  { id: 'wasm.Identity', kernelName: 'Identity', backendName: WASM, make: sharedIdentity },
+  { id: 'wasm.Cast', kernelName: 'Cast', backendName: WASM, make: sharedCast },
 ];
 
 /**
  * Install the wasm kernel patches (idempotent). Returns the ids installed by this call.
  * UnsortedSegmentSum is only added when the backend has none (a future tfjs may ship it).
- * @example installWasmPatches() // ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul', 'wasm.Slice']
+ * @example installWasmPatches() // ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', …, 'wasm.Identity', 'wasm.Cast']
  */
 export function installWasmPatches(): string[] {
   const done: string[] = [];

@@ -4,13 +4,20 @@ import * as tf from '@tensorflow/tfjs-core';
 // NOTE: after the tfjs-core import: the first copy to load creates the shared engine.
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
+import { initBackend, wasmHeapGuard } from '../../src/backend/index.js';
 import { activeWasmPatches, installWasmPatches, removeWasmPatches } from '../../src/backend/wasm.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose } from '../helpers.js';
 import { randn } from './op_cases.js';
 
-const ALL = ['wasm.UnsortedSegmentSum', 'wasm.BatchMatMul', 'wasm._FusedMatMul', 'wasm.Slice'];
+const ALL = [
+  'wasm.UnsortedSegmentSum',
+  'wasm.BatchMatMul',
+  'wasm._FusedMatMul',
+  'wasm.Slice',
+  'wasm.Identity',
+  'wasm.Cast',
+];
 
 /** matMul + both gradients of a weighted sum, read back as plain arrays. */
 async function matmulWithGrads(
@@ -152,6 +159,49 @@ describe('wasm kernel patches', () => {
       tf.dispose([x, xi, fast, fastI, stock, stockI]);
     },
   );
+
+  it('Identity / same-dtype Cast share the buffer (no copy); each owner keeps it alive; real casts convert', async () => {
+    const be = tf.backend();
+    const x = tf.tensor2d([
+      [1.5, -2],
+      [3, 4.25],
+    ]);
+    const ids = be.numDataIds();
+    const y = tf.clone(x);
+    const c = tf.cast(x, 'float32');
+    expect(be.numDataIds(), 'clone / same-dtype cast allocated a buffer').toBe(ids);
+    x.dispose();
+    expect(Array.from(await y.data())).toEqual([1.5, -2, 3, 4.25]);
+    y.dispose();
+    expect(Array.from(await c.data())).toEqual([1.5, -2, 3, 4.25]);
+    const i = tf.cast(c, 'int32');
+    expect(be.numDataIds()).toBe(ids + 1);
+    expect(i.dtype).toBe('int32');
+    expect(Array.from(await i.data())).toEqual([1, -2, 3, 4]);
+    c.dispose();
+    expect(be.numDataIds()).toBe(ids);
+    expect(Array.from(await tf.cast(i, 'float32').data())).toEqual([1, -2, 3, 4]);
+    tf.dispose(i);
+  });
+
+  it('saved-for-backward tensors no longer copy: a weight-sized gradient tape adds no weight copy', async () => {
+    const w = tf.variable(tf.ones([2048, 256])); // 2 MiB
+    const h = tf.ones([4, 256]);
+    const guard = wasmHeapGuard(tf.backend()) as { live: number };
+    const live0 = guard.live;
+    let during = 0;
+    const g = tf.grad((x: tf.Tensor) => {
+      const y = tf.sum(tf.matMul(h, x, false, true));
+      during = guard.live - live0;
+      return y as tf.Scalar;
+    })(w);
+    // matMul saves a and b through Identity: shared now, so only the [4, 2048] product (32 KiB) and the sum are new.
+    // The stock kernel copies w here (+2 MiB).
+    console.log(`live bytes added while recording the tape: ${during}`);
+    expect(during).toBeLessThan(2 ** 20);
+    expect(Array.from((await g.data()).slice(0, 3))).toEqual([4, 4, 4]);
+    tf.dispose([w, h, g]);
+  });
 
   it('transposed and weight-batched matMuls are much faster with the patch', async () => {
     const r = new Rng(3);
