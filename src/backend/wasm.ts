@@ -26,6 +26,7 @@ interface WasmBackendLike {
   readSync(dataId: object): tf.backend_util.BackendValues;
   disposeData(dataId: object, force?: boolean): boolean;
   incRef(dataId: object): void;
+  refCount(dataId: object): number;
   makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
   typedArrayFromHeap(t: TensorInfo): tf.TypedArray;
 }
@@ -229,7 +230,8 @@ function sharedIdentity(original: KernelFunc | null): KernelFunc {
 
 /** Cast to the dtype the input already has shares the buffer; real conversions keep the stock kernel. */
 function sharedCast(original: KernelFunc | null): KernelFunc {
-  if (!original) throw new Error('wasm Cast kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
+  if (!original)
+    throw new Error('wasm Cast kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
   return (params) => {
     const { x } = params.inputs as { x: TensorInfo };
     const { dtype } = params.attrs as { dtype: tf.DataType };
@@ -278,4 +280,18 @@ export function removeWasmPatches(): string[] {
 /** Ids of the wasm patches currently active. */
 export function activeWasmPatches(): string[] {
   return WASM_PATCHES.filter((p) => isPatched(p)).map((p) => p.id);
+}
+
+/**
+ * A Float32Array view of `t`'s buffer on the wasm heap, for in-place updates of tensors the caller alone owns,
+ * or null when that is not safe or possible: another backend, not float32, or the buffer is shared by another
+ * tensor (reshape / clone / saved for backward share buffers, and all of them would see the write).
+ * The view detaches when the heap grows: use it before allocating any tensor.
+ * @example const v = ownedWasmView(acc); if (v) v[0] += 1; else acc = tf.add(acc, oneHot);
+ */
+export function ownedWasmView(t: tf.Tensor): Float32Array | null {
+  if (tf.getBackend() !== WASM || t.dtype !== 'float32' || t.isDisposed) return null;
+  const be = tf.backend() as unknown as WasmBackendLike;
+  if (!be.dataIdMap.has(t.dataId) || be.refCount(t.dataId) !== 1) return null;
+  return be.typedArrayFromHeap(t) as Float32Array;
 }

@@ -1,10 +1,13 @@
 // Token log-probabilities and the causal-LM loss of HF (shift by one, ignore -100, mean over kept tokens).
 // `tokenLogprobs` works on logits; `tokenLogprobsFromHidden` never keeps a `[N, V]` tensor for backward:
 // it recomputes each chunk's logits in the gradient (tf.customGrad), so training memory is O(chunk·V).
+// `causalLmLossFromHidden` under a gradient tape is a fused linear cross-entropy: the forward computes the loss
+// AND its gradients dh, dW from one softmax per row chunk (3 LM-head products, no recompute), over kept rows only.
 // Mirrors HF ForCausalLMLoss (transformers 4.50 loss_utils) and CrossEntropyLoss(ignore_index=-100).
 //
 // Shape legend: B batch, T positions, N = B·T rows, D hidden, V vocab rows.
 import * as tf from '@tensorflow/tfjs-core';
+import { ownedWasmView } from '../backend/wasm.js';
 import type { Qwen2_5_VLConfig } from './config.js';
 import { gatherRows, type Params } from './layers.js';
 import { lmHeadWeight } from './text.js';
@@ -71,18 +74,146 @@ export function chunkedLogSumExp(h: tf.Tensor2D, w: tf.Tensor2D, chunk = 256): t
         const lse2 = tf.reshape(lses, [1, N]) as tf.Tensor2D;
         const dy2 = tf.reshape(dy, [N, 1]) as tf.Tensor2D;
         // d lse / d logits = softmax; fold dy into the small [n, D] operands instead of the [V, n] one.
-        let dw: tf.Tensor = tf.zerosLike(ws);
+        // dW is one [V, D] accumulator (added in place on wasm); each chunk's temporaries die with its tidy.
+        let dw: tf.Tensor2D | null = null;
         const dh = starts.map((s) => {
           const n = Math.min(chunk, N - s);
-          const pT = tf.exp(tf.sub(logitsT(part(hs, s), ws), tf.slice(lse2, [0, s], [1, n]))) as tf.Tensor2D;
-          dw = tf.add(dw, tf.matMul(pT, tf.mul(part(hs, s), part(dy2, s)) as tf.Tensor2D));
-          return tf.mul(softmaxTimesW(pT, ws), part(dy2, s));
+          const [pT, dhc] = tf.tidy(() => {
+            const p = tf.exp(tf.sub(logitsT(part(hs, s), ws), tf.slice(lse2, [0, s], [1, n]))) as tf.Tensor2D;
+            return [p, tf.mul(softmaxTimesW(p, ws), part(dy2, s)) as tf.Tensor2D];
+          });
+          const dwc = tf.tidy(
+            () => tf.matMul(pT, tf.mul(part(hs, s), part(dy2, s)) as tf.Tensor2D) as tf.Tensor2D,
+          );
+          pT.dispose();
+          dw = dw ? addInto(dw, dwc) : dwc;
+          return dhc;
         });
-        return [tf.concat(dh, 0), dw];
+        return [tf.concat(dh, 0), dw as unknown as tf.Tensor2D];
       },
     };
   });
   return op(h, w) as tf.Tensor1D;
+}
+
+/**
+ * `acc + x` into `acc`'s buffer when the wasm backend lets us write it (acc owned by nobody else), else a new
+ * tensor; `acc` and `x` are consumed either way. Saves the third `[V, D]` buffer of `acc = add(acc, x)`.
+ * @example dw = addInto(dw, chunkGrad);
+ */
+export function addInto<T extends tf.Tensor>(acc: T, x: tf.Tensor): T {
+  const a = ownedWasmView(acc);
+  if (a && x.dtype === 'float32' && a.length === x.size) {
+    const b = tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array };
+    const xv = b.typedArrayFromHeap(x);
+    for (let i = 0; i < a.length; i++) a[i] += xv[i];
+    x.dispose();
+    return acc;
+  }
+  const out = tf.add(acc, x) as T;
+  tf.dispose([acc, x]);
+  return out;
+}
+
+/**
+ * `pT - onehot(targets)ᵀ` for the transposed softmax `pT [V, n]` (row i of the chunk has target `targets[i]`):
+ * the cross-entropy gradient w.r.t. the logits, transposed. In place on wasm (n writes); `pT` is consumed.
+ */
+function subTargetOneHotT(pT: tf.Tensor2D, targets: number[]): tf.Tensor2D {
+  const n = pT.shape[1];
+  const v = ownedWasmView(pT);
+  if (v) {
+    targets.forEach((t, i) => {
+      v[t * n + i] -= 1;
+    });
+    return pT;
+  }
+  const out = tf.tidy(() => {
+    const idx = tf.tensor2d(
+      targets.flatMap((t, i) => [t, i]),
+      [n, 2],
+      'int32',
+    );
+    return tf.sub(pT, tf.scatterND(idx, tf.ones([n]), [pT.shape[0], n])) as tf.Tensor2D;
+  });
+  pT.dispose();
+  return out;
+}
+
+/** Most rows the fused loss turns into `[rows, V]` probabilities at once (512 × 151936 floats = 311 MB). */
+const FUSED_MAX_ROWS = 512;
+
+interface FusedCe {
+  loss: tf.Scalar;
+  dh: tf.Tensor2D | null;
+  dw: tf.Tensor2D | null;
+}
+
+/**
+ * Fused linear cross-entropy over rows `h [K, D]` with targets `t [K]` and per-row coefficients `c [K]`:
+ * `loss = Σ_i c_i (lse_i − h_i·W[t_i])` where `lse_i = logsumexp(h_i Wᵀ)`, and with `withGrads` also
+ * `dh = c ⊙ (P − Y) W` `[K, D]` and `dW = (P − Y)ᵀ (c ⊙ h)` `[V, D]` from the SAME softmax P of each row chunk:
+ * three LM-head products per row (logits, dh, dW), one softmax, no recompute, one `[V, D]` accumulator.
+ * The normaliser comes from the softmax: `max P = exp(max z − lse)`, so `lse = max z − log(max P)` (≥ 1/V).
+ * @example fusedLinearCe(h, w, [3, 1], [0.5, 0.5], true) // { loss, dh [2, D], dw [V, D] }
+ */
+export function fusedLinearCe(
+  h: tf.Tensor2D,
+  w: tf.Tensor2D,
+  targets: number[],
+  coef: number[],
+  withGrads: boolean,
+): FusedCe {
+  const K = h.shape[0];
+  if (targets.length !== K || coef.length !== K)
+    throw new Error(`fusedLinearCe: ${K} rows but ${targets.length} targets and ${coef.length} coefficients`);
+  const chunks = Math.max(1, Math.ceil(K / FUSED_MAX_ROWS));
+  const chunk = Math.max(1, Math.ceil(K / chunks));
+  const losses: tf.Tensor[] = [];
+  const dhs: tf.Tensor2D[] = [];
+  let dw: tf.Tensor2D | null = null;
+  for (let s = 0; s < K; s += chunk) {
+    const n = Math.min(chunk, K - s);
+    const tc = targets.slice(s, s + n);
+    const [hc, cc] = tf.tidy(() => [
+      tf.slice(h, [s, 0], [n, h.shape[1]]) as tf.Tensor2D,
+      tf.tensor2d(coef.slice(s, s + n), [n, 1]),
+    ]);
+    // z [n, V] (from W hᵀ [V, n]: the weight is never transposed), P = softmax(z), lse = max z − log max P.
+    // Disposed as soon as used: at most two [n, V] tensors live at once.
+    const lt = logitsT(hc, w);
+    const z = tf.transpose(lt) as tf.Tensor2D;
+    lt.dispose();
+    const zMax = tf.max(z, -1);
+    const p = tf.softmax(z) as tf.Tensor2D;
+    z.dispose();
+    losses.push(
+      tf.tidy(() => {
+        const lse = tf.sub(zMax, tf.log(tf.max(p, -1)));
+        const picked = tf.sum(tf.mul(hc, tf.gather(w, tf.tensor1d(tc, 'int32'))), -1);
+        return tf.sum(tf.mul(tf.sub(lse, picked), tf.reshape(cc, [n])));
+      }),
+    );
+    zMax.dispose();
+    if (withGrads) {
+      const gT = subTargetOneHotT(
+        tf.tidy(() => tf.transpose(p) as tf.Tensor2D),
+        tc,
+      );
+      dhs.push(tf.tidy(() => tf.mul(softmaxTimesW(gT, w), cc) as tf.Tensor2D));
+      const dwc = tf.tidy(() => tf.matMul(gT, tf.mul(hc, cc) as tf.Tensor2D) as tf.Tensor2D);
+      gT.dispose();
+      dw = dw ? addInto(dw, dwc) : dwc;
+    }
+    tf.dispose([p, hc, cc]);
+  }
+  const loss = (
+    losses.length === 1 ? losses[0] : tf.tidy(() => losses.reduce((a, b) => tf.add(a, b)))
+  ) as tf.Scalar;
+  if (losses.length > 1) tf.dispose(losses);
+  const dh = withGrads ? (tf.tidy(() => tf.concat(dhs, 0)) as tf.Tensor2D) : null;
+  tf.dispose(dhs);
+  return { loss, dh, dw };
 }
 
 /** Vocabulary rows per block of `P W` (the reduction over V); a block's operands stay cache-resident. */
@@ -178,8 +309,17 @@ export function causalLmLoss(logits: tf.Tensor3D, labels: number[][], opts: Loss
   });
 }
 
+/** True while a gradient tape records (inside tf.grad / variableGrads, outside any kernel). */
+function tapeRecording(): boolean {
+  const st = (tf.engine() as unknown as { state: { gradientDepth: number; kernelDepth: number } }).state;
+  return st.gradientDepth > 0 && st.kernelDepth === 0;
+}
+
 /**
  * The same loss from the last hidden state `[B, T, D]` (cheaper: no `[B·T, V]` tensor kept for backward).
+ * Only rows with a kept label are projected onto the vocabulary (ignored rows add nothing to the loss or its
+ * gradient). Under a gradient tape the loss is one tf.customGrad over `(hidden rows, W)` whose forward already
+ * computes dh and dW (fused linear cross-entropy, {@link fusedLinearCe}); the backward only scales them by dy.
  * @example causalLmLossFromHidden(params, cfg, hidden, labels)
  */
 export function causalLmLossFromHidden(
@@ -191,8 +331,49 @@ export function causalLmLossFromHidden(
 ): tf.Scalar {
   const [B, T, D] = hidden.shape;
   const { targets, weights, count } = shiftLabels(labels);
+  const w = lmHeadWeight(params, cfg);
+  checkTargets(targets, B, T - 1, w.shape[0]);
+  const denom = Math.max(opts.numItemsInBatch ?? count, 1);
+  const rows: number[] = [];
+  const kept: number[] = [];
+  weights.forEach((r, b) =>
+    r.forEach((k, t) => {
+      if (k) {
+        rows.push(b * (T - 1) + t);
+        kept.push(targets[b][t]);
+      }
+    }),
+  );
+  const N = B * (T - 1);
+  const coef = kept.map(() => 1 / denom);
   return tf.tidy(() => {
-    const lp = tokenLogprobsFromHidden(params, cfg, tf.slice(hidden, [0, 0, 0], [B, T - 1, D]), targets);
-    return meanNll(lp, weights, opts.numItemsInBatch ?? count);
+    const h = tf.reshape(tf.slice(hidden, [0, 0, 0], [B, T - 1, D]), [N, D]) as tf.Tensor2D;
+    if (rows.length === 0) return tf.mul(tf.add(tf.sum(h), tf.sum(w)), 0) as tf.Scalar;
+    const pick = (x: tf.Tensor2D) =>
+      rows.length === N ? x : (tf.gather(x, tf.tensor1d(rows, 'int32')) as tf.Tensor2D);
+    if (!tapeRecording()) return fusedLinearCe(pick(h), w, kept, coef, false).loss;
+    const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [hh, ww, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+      const r = fusedLinearCe(pick(hh), ww, kept, coef, true);
+      const dh = r.dh as tf.Tensor2D;
+      const dhAll =
+        rows.length === N ? dh : tf.scatterND(tf.tensor2d(rows, [rows.length, 1], 'int32'), dh, [N, D]);
+      // Saved tensors are kept by the engine until backprop ends (shared, not copied, on cpu / wasm / webgpu).
+      save([dhAll, r.dw as tf.Tensor2D]);
+      return {
+        value: r.loss,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => saved.map((g) => scaleByDy(g, dy)),
+      };
+    });
+    return op(h, w) as tf.Scalar;
   });
+}
+
+/**
+ * `g · dy` for a scalar `dy`; when `dy` is exactly 1 (the loss is the differentiated output) on cpu / wasm, a
+ * shared clone instead of a `[V, D]` multiply (webgpu cannot read `dy` synchronously, so it always multiplies).
+ */
+function scaleByDy(g: tf.Tensor, dy: tf.Tensor): tf.Tensor {
+  const one = tf.getBackend() !== 'webgpu' && dy.size === 1 && dy.dataSync()[0] === 1;
+  return one ? tf.clone(g) : tf.mul(g, dy);
 }
