@@ -336,14 +336,13 @@ export function causalLmLossFromHidden(
   const denom = Math.max(opts.numItemsInBatch ?? count, 1);
   const rows: number[] = [];
   const kept: number[] = [];
-  weights.forEach((r, b) =>
-    r.forEach((k, t) => {
-      if (k) {
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < T - 1; t++) {
+      if (weights[b][t]) {
         rows.push(b * (T - 1) + t);
         kept.push(targets[b][t]);
       }
-    }),
-  );
+    }
   const N = B * (T - 1);
   const coef = kept.map(() => 1 / denom);
   return tf.tidy(() => {
