@@ -4,6 +4,7 @@
 // decoupled decay, so we keep our own moments as tf.Variables.
 // NOTE: sums over many tensors use pairwise tf.add, never tf.addN with many inputs (webgpu bug in 4.22).
 import * as tf from '@tensorflow/tfjs-core';
+import { ownedWasmView } from '../backend/wasm.js';
 
 /** Gradients (or any tensors) by parameter name. */
 export type TensorMap = Record<string, tf.Tensor>;
@@ -43,6 +44,15 @@ export interface AdamWOptions {
  */
 export function noDecayDefault(name: string): boolean {
   return /\.bias$|norm|embed_tokens|\.ln_q\./i.test(name);
+}
+
+/** Options of one {@link AdamW.step}. */
+export interface AdamWStepOptions {
+  /**
+   * Multiply every gradient by this before the update (default 1): pass {@link clipCoefficient} to clip by the
+   * global norm without a scaled copy of every gradient.
+   */
+  gradScale?: number;
 }
 
 /**
@@ -91,9 +101,12 @@ export class AdamW {
    * One update with learning rate `lr`. Parameters missing from `grads` are left untouched (no decay either, as in
    * torch when `p.grad is None`). Does not dispose `grads`.
    */
-  step(grads: TensorMap, lr: number): void {
+  step(grads: TensorMap, lr: number, opts: AdamWStepOptions = {}): void {
     if (!Number.isFinite(lr) || lr < 0)
       throw new Error(`AdamW.step: lr must be a finite number >= 0, got ${lr}`);
+    const scale = opts.gradScale ?? 1;
+    if (!(Number.isFinite(scale) && scale >= 0))
+      throw new Error(`AdamW.step: gradScale must be a finite number >= 0, got ${scale}`);
     for (const [name, g] of Object.entries(grads)) {
       const p = this.params[name];
       if (!p)
@@ -112,27 +125,67 @@ export class AdamW {
     const bc2 = 1 - this.beta2 ** t;
     for (const [name, g] of Object.entries(grads)) {
       const wd = this.noDecay(name) ? 0 : this.weightDecay;
-      this.update(this.params[name], this.m.get(name)!, this.v.get(name)!, g, { lr, wd, bc1, bc2 });
+      this.update(this.params[name], this.m.get(name)!, this.v.get(name)!, g, { lr, wd, bc1, bc2, scale });
     }
   }
 
-  private update(
-    p: tf.Variable,
-    m: tf.Variable,
-    v: tf.Variable,
-    g: tf.Tensor,
-    k: { lr: number; wd: number; bc1: number; bc2: number },
+  /** Fused update: one in-place pass over the wasm heap when p, m, v can be written, else three small tidies. */
+  private update(p: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, k: UpdateConsts): void {
+    if (g.dtype === 'float32' && tf.getBackend() === 'wasm') {
+      // A parameter whose buffer is shared (e.g. with the tensor it was created from) gets its own copy first,
+      // so the in-place write cannot change another tensor.
+      if (ownedWasmView(p) === null && !p.isDisposed) p.assign(tf.tidy(() => tf.mul(p, 1)));
+      const [pv, mv, vv] = [ownedWasmView(p), ownedWasmView(m), ownedWasmView(v)];
+      if (pv && mv && vv) {
+        const gv = (
+          tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array }
+        ).typedArrayFromHeap(g);
+        this.fusedLoop(pv, mv, vv, gv, k);
+        return;
+      }
+    }
+    this.updateOps(p, m, v, g, k);
+  }
+
+  /**
+   * `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`, `p ← p (1 − lr·wd) − lr m̂ / (√v̂ + eps)` elementwise in
+   * place, with `g` scaled by `k.scale` (arithmetic in float64, stored as float32).
+   */
+  private fusedLoop(
+    p: Float32Array,
+    m: Float32Array,
+    v: Float32Array,
+    g: Float32Array,
+    k: UpdateConsts,
   ): void {
-    tf.tidy(() => {
+    const { beta1: b1, beta2: b2, eps } = this;
+    const [c1, c2, s] = [1 - b1, 1 - b2, k.scale];
+    const decay = 1 - k.lr * k.wd;
+    const step = k.lr / k.bc1;
+    const rbc2 = 1 / k.bc2;
+    for (let i = 0; i < p.length; i++) {
+      const gi = g[i] * s;
+      const mi = b1 * m[i] + c1 * gi;
+      const vi = b2 * v[i] + c2 * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = p[i] * decay - (step * mi) / (Math.sqrt(vi * rbc2) + eps);
+    }
+  }
+
+  /** The same update with tf ops (any backend): m, then v, then p, each in its own tidy (≤ 3 temporaries). */
+  private updateOps(p: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, k: UpdateConsts): void {
+    const gs = (): tf.Tensor => {
       const g32 = tf.cast(g, 'float32');
-      const m1 = tf.add(tf.mul(m, this.beta1), tf.mul(g32, 1 - this.beta1));
-      const v1 = tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g32), 1 - this.beta2));
-      // p <- p * (1 - lr*wd) - lr * m_hat / (sqrt(v_hat) + eps)
-      const denom = tf.add(tf.sqrt(tf.div(v1, k.bc2)), this.eps);
-      const upd = tf.mul(tf.div(tf.div(m1, k.bc1), denom), k.lr);
+      return k.scale === 1 ? g32 : tf.mul(g32, k.scale);
+    };
+    tf.tidy(() => m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(gs(), 1 - this.beta1))));
+    tf.tidy(() => v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(gs()), 1 - this.beta2))));
+    // p <- p * (1 - lr*wd) - lr * m_hat / (sqrt(v_hat) + eps)
+    tf.tidy(() => {
+      const denom = tf.add(tf.sqrt(tf.div(v, k.bc2)), this.eps);
+      const upd = tf.mul(tf.div(m, denom), k.lr / k.bc1);
       const decayed = k.wd > 0 ? tf.mul(p, 1 - k.lr * k.wd) : p;
-      m.assign(m1);
-      v.assign(v1);
       p.assign(tf.sub(decayed, upd));
     });
   }
@@ -191,6 +244,14 @@ export class AdamW {
   }
 }
 
+interface UpdateConsts {
+  lr: number;
+  wd: number;
+  bc1: number;
+  bc2: number;
+  scale: number;
+}
+
 let uidCounter = 0;
 /** Variable names must be unique per engine; several optimizers may coexist in tests. */
 function uid(): number {
@@ -232,9 +293,25 @@ export function sumPairwise(xs: tf.Tensor[]): tf.Tensor {
 export function globalNorm(grads: TensorMap): tf.Scalar {
   const gs = Object.values(grads);
   if (gs.length === 0) throw new Error('globalNorm: no gradients (is every parameter frozen?)');
+  // One tidy per gradient: only its scalar sum survives (never a squared copy of every gradient at once).
   return tf.tidy(
-    () => tf.sqrt(sumPairwise(gs.map((g) => tf.sum(tf.square(tf.cast(g, 'float32')))))) as tf.Scalar,
+    () =>
+      tf.sqrt(
+        sumPairwise(gs.map((g) => tf.tidy(() => tf.sum(tf.square(tf.cast(g, 'float32')))))),
+      ) as tf.Scalar,
   );
+}
+
+/**
+ * The factor torch.nn.utils.clip_grad_norm_ multiplies every gradient by: `maxNorm / (norm + 1e-6)` capped at 1,
+ * and 1 when `maxNorm <= 0` (clipping off). Pass it as `AdamW.step(grads, lr, { gradScale })` to clip without
+ * a scaled copy of the gradients.
+ * @example clipCoefficient(5, 1) // 0.19999996
+ */
+export function clipCoefficient(norm: number, maxNorm: number): number {
+  if (!Number.isFinite(maxNorm)) throw new Error(`clipCoefficient: maxNorm must be finite, got ${maxNorm}`);
+  if (maxNorm <= 0) return 1;
+  return Math.min(maxNorm / (norm + 1e-6), 1);
 }
 
 /**
