@@ -23,7 +23,7 @@ import type { JsonlLogger, StepRecord } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
 import type { Rng, RngState } from '../util/rng.js';
 import type { CommonTrainConfig, TRAINABLE_PARTS } from './config.js';
-import { AdamW, clipByGlobalNorm, NonFiniteGuard, type TensorMap } from './optim.js';
+import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard, type TensorMap } from './optim.js';
 import { type Schedule, warmupCosine } from './schedule.js';
 import { type DataPosition, type LoadedTrainState, loadTrainState, saveTrainState } from './state.js';
 
@@ -232,16 +232,18 @@ export class Trainer {
     const t0 = this.now();
     const lr = this.schedule(this.step);
     const { loss, grads: raw } = accumulateGrads(losses, this.params);
-    const { grads, norm } = clipByGlobalNorm(raw, this.o.config.maxGradNorm);
+    // Clip by folding torch's clip_grad_norm_ factor into AdamW's gradient read (no scaled copy of every gradient).
+    const norm = globalNorm(raw);
     let lossV: number;
     let normV: number;
     let verdict: 'ok' | 'skip' | 'stop';
     try {
       [lossV, normV] = [(await loss.data())[0], (await norm.data())[0]];
       verdict = this.guard.check(normV);
-      if (verdict === 'ok') this.optimizer.step(grads, lr);
+      const gradScale = clipCoefficient(normV, this.o.config.maxGradNorm);
+      if (verdict === 'ok') this.optimizer.step(raw, lr, { gradScale });
     } finally {
-      tf.dispose([loss, norm, ...Object.values(grads), ...Object.values(raw)]);
+      tf.dispose([loss, norm, ...Object.values(raw)]);
     }
     this.step += 1;
     const sec = Math.max(1e-9, (this.now() - t0) / 1000);
