@@ -10,12 +10,12 @@
 // queue has drained. Shape legend: B batch, T tokens, V vocab, N patches, P = 3·Tp·ps² patch width.
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendName, checkWebgpuErrors, initBackend } from '../src/backend/index.js';
+import { type BackendName, checkWebgpuErrors, initBackend, wasmHeapGuard } from '../src/backend/index.js';
 import { parseConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
 import { Qwen2_5_VL } from '../src/model/qwen2_5_vl.js';
 import { visionForward } from '../src/model/vision.js';
-import { AdamW, clipByGlobalNorm, type TensorMap } from '../src/train/optim.js';
+import { AdamW, clipCoefficient, globalNorm, type TensorMap } from '../src/train/optim.js';
 import { Rng } from '../src/util/rng.js';
 import { forwardFlops, trainStepFlops } from './flops.js';
 import { aggregateKernels, type KernelRow } from './profile.js';
@@ -157,6 +157,35 @@ function sftLabels(ids: number[][]): number[][] {
   return ids.map((r) => r.map((id, t) => (t < r.length / 4 ? -100 : id)));
 }
 
+/**
+ * Peak of the wasm heap guard's live tensor bytes (each buffer once, shared buffers are not double counted),
+ * sampled after every allocation; null on other backends.
+ */
+function trackWasmLivePeak(): { peak: () => number } | null {
+  const be = tf.backend() as unknown as {
+    move: (...a: unknown[]) => unknown;
+    makeOutput: (...a: unknown[]) => unknown;
+  };
+  const g = tf.getBackend() === 'wasm' ? wasmHeapGuard(be) : null;
+  if (!g) return null;
+  let peak = g.live;
+  for (const k of ['move', 'makeOutput'] as const) {
+    const f = be[k].bind(be);
+    be[k] = (...a: unknown[]) => {
+      const r = f(...a);
+      peak = Math.max(peak, g.live);
+      return r;
+    };
+  }
+  return { peak: () => peak };
+}
+
+/** Size of the wasm heap (it only grows: the high-water mark of everything malloc'd), or undefined. */
+function wasmHeapBytes(): number | undefined {
+  const be = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return tf.getBackend() === 'wasm' ? be.wasm?.HEAPU8?.length : undefined;
+}
+
 /** One SFT step factory: loss → grads (text params) → clip 1.0 → AdamW; returns the loss. */
 function makeSftStep(
   model: Qwen2_5_VL,
@@ -202,11 +231,13 @@ function makeSftStep(
       acc = next;
     }
     const grads = acc as TensorMap;
-    const clipped = clipByGlobalNorm(grads, 1.0);
-    opt?.step(clipped.grads, 1e-5);
+    // Clip as the trainer does: torch's clip_grad_norm_ factor folded into AdamW's gradient read.
+    const norm = globalNorm(grads);
+    const gradScale = clipCoefficient((await norm.data())[0], 1.0);
+    opt?.step(grads, 1e-5, { gradScale });
     losses.push(lossSum);
-    await settle(opt ? last : clipped.norm);
-    tf.dispose([clipped.norm, ...Object.values(grads), ...Object.values(clipped.grads)]);
+    await settle(opt ? last : norm);
+    tf.dispose([norm, ...Object.values(grads)]);
   };
   return { step, losses, named, dispose: () => opt?.dispose() };
 }
@@ -260,6 +291,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
   };
   const log = (s: string) => console.error(`[bench ${a.name}/${info.name}] ${s}`);
   let peakBytes = 0;
+  const live = trackWasmLivePeak();
   const sample = () => {
     peakBytes = Math.max(peakBytes, tf.memory().numBytes);
   };
@@ -373,7 +405,12 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
   if (!a.skip.includes('vision'))
     out.vision = await phase('vision', () => visionBench(model, a, sample, log), log);
   sample();
-  out.memory = { peakTensorBytes: peakBytes, peakRssBytes: peakRss() };
+  out.memory = {
+    peakTensorBytes: peakBytes,
+    peakRssBytes: peakRss(),
+    peakLiveBytes: live?.peak(),
+    wasmHeapBytes: wasmHeapBytes(),
+  };
   model.dispose();
   return out;
 }

@@ -18,7 +18,8 @@ export interface RunResult {
   forward?: { ms: number; tokensPerS: number };
   generate?: Record<string, { ms: number; tokensPerS: number; prompt: number; newTokens: number }>;
   vision?: { image: number; patches: number; forwardMs: number; fwdBwdMs: number };
-  memory?: { peakTensorBytes?: number; peakRssBytes: number };
+  /** peakLiveBytes: wasm buffers live at once (shared buffers once); wasmHeapBytes: the grown wasm heap. */
+  memory?: { peakTensorBytes?: number; peakRssBytes: number; peakLiveBytes?: number; wasmHeapBytes?: number };
   peakTensorBytesSource?: string;
   profile?: { wallMs: number; rows: KernelSummary[] } | { error: string };
   wallS?: number;
@@ -52,7 +53,8 @@ function numbers(r: RunResult): string[] {
     f(g['8']?.tokensPerS),
     f(r.vision?.forwardMs),
     f(r.vision?.fwdBwdMs),
-    mb(r.memory?.peakTensorBytes),
+    mb(r.memory?.peakLiveBytes ?? r.memory?.peakTensorBytes),
+    mb(r.memory?.wasmHeapBytes),
     mb(r.memory?.peakRssBytes),
     f(r.loadavg, 2),
   ];
@@ -84,15 +86,16 @@ export function configTables(res: BenchResults, config: string): string {
       'vision fwd ms',
       'vision fwd+bwd ms',
       'peak tensors MiB',
+      'wasm heap MiB',
       'peak RSS MiB',
       'load',
     ]),
   );
-  out.push(row(Array(11).fill('---')));
+  out.push(row(Array(12).fill('---')));
   for (const r of runs) {
     if (r.skipped || r.error)
       out.push(
-        row([label(r), `${r.skipped ? 'skipped' : 'error'}: ${r.skipped ?? r.error}`, ...Array(8).fill('')]),
+        row([label(r), `${r.skipped ? 'skipped' : 'error'}: ${r.skipped ?? r.error}`, ...Array(9).fill('')]),
       );
     else out.push(row([label(r), ...numbers(r)]));
   }
