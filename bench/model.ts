@@ -9,8 +9,10 @@
 // Timing: warm-up runs excluded, median of the repeats; on webgpu each timed call ends with a read, so the
 // queue has drained. Shape legend: B batch, T tokens, V vocab, N patches, P = 3·Tp·ps² patch width.
 import { readFileSync } from 'node:fs';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendName, checkWebgpuErrors, initBackend, wasmHeapGuard } from '../src/backend/index.js';
+import { enableWasmThreads } from '../src/backend/wasm_threads.js';
 import { parseConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
 import { Qwen2_5_VL } from '../src/model/qwen2_5_vl.js';
@@ -41,9 +43,14 @@ export interface ModelBenchArgs {
   sftMode: 'full' | 'split';
   /** Split each SFT batch into this many micro-batches with summed gradients (same tokens per step). */
   microBatches: number;
+  /** wasm pthreads (default 1; >= 2 enables the experimental threads shim, src/backend/wasm_threads.ts). */
+  wasmThreads: number;
 }
 
-const DEFAULTS: Omit<ModelBenchArgs, 'backend' | 'configPath' | 'microBatches' | 'wasmMaxGib' | 'sftMode'> = {
+const DEFAULTS: Omit<
+  ModelBenchArgs,
+  'backend' | 'configPath' | 'microBatches' | 'wasmMaxGib' | 'sftMode' | 'wasmThreads'
+> = {
   name: 'small',
   batch: 2,
   seq: 256,
@@ -98,6 +105,7 @@ export function parseArgs(argv: string[]): ModelBenchArgs {
     profile: str('profile', 'false') === 'true',
     seed: num('seed', DEFAULTS.seed),
     microBatches: Math.max(1, num('micro-batches', 1)),
+    wasmThreads: Math.max(1, num('wasm-threads', Number(process.env.OVR_WASM_THREADS ?? 1))),
     sftMode: str('sft-mode', 'full') === 'split' ? 'split' : 'full',
     wasmMaxGib: raw.has('wasm-max-gib') ? Number(str('wasm-max-gib', '3.5')) : undefined,
   };
@@ -278,6 +286,7 @@ async function phase<T>(
 
 export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, unknown>> {
   const wasmMaxBytes = a.wasmMaxGib ? Math.floor(a.wasmMaxGib * 2 ** 30) : undefined;
+  if (a.backend === 'wasm' && a.wasmThreads > 1) enableWasmThreads(a.wasmThreads);
   const info = await initBackend({ backend: a.backend, wasmMaxBytes, log: (l) => console.error(l) });
   const cfg = parseConfig(JSON.parse(readFileSync(a.configPath, 'utf8')), a.configPath);
   const out: Record<string, unknown> = {
@@ -286,7 +295,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
     backendReason: info.reason,
     patches: info.patches,
     config: a.name,
-    threads: info.name === 'wasm' ? 1 : undefined,
+    threads: info.name === 'wasm' ? getThreadsCount() : undefined,
     wasmMaxGib: info.name === 'wasm' ? (a.wasmMaxGib ?? 3.5) : undefined,
   };
   const log = (s: string) => console.error(`[bench ${a.name}/${info.name}] ${s}`);

@@ -65,7 +65,7 @@ const row = (cells: string[]): string => `| ${cells.join(' | ')} |`;
 const label = (r: RunResult): string =>
   r.impl === 'pytorch'
     ? `PyTorch CPU (${r.threads} threads)`
-    : `ovr ${r.backend}${r.threads ? ` (${r.threads} thread)` : ''}`;
+    : `ovr ${r.backend}${r.threads ? ` (${r.threads} thread${r.threads > 1 ? 's' : ''})` : ''}`;
 
 /**
  * Per-config table of raw numbers (one row per backend) followed by the our/PyTorch throughput ratios.

@@ -44,7 +44,8 @@ const seqOf = (config: string): number => SEQ[config] ?? SETTINGS.seq;
 
 interface Plan {
   config: string;
-  backend: 'cpu' | 'wasm' | 'webgpu' | 'torch';
+  /** 'wasm-mt': wasm with the experimental 2-thread shim (opt-in row, never the default number). */
+  backend: 'cpu' | 'wasm' | 'wasm-mt' | 'webgpu' | 'torch';
   /** Extra model.ts flags (fewer repeats on slow backends). */
   flags?: string[];
   /** Reason to skip instead of running. */
@@ -64,6 +65,8 @@ export function defaultPlan(cpuSmall: boolean): Plan[] {
     { config: 'tiny', backend: 'webgpu', flags: slow },
     { config: 'small', backend: 'torch' },
     { config: 'small', backend: 'wasm', flags: WASM_SMALL },
+    // Experimental, opt-in in the library: the same step on 2 wasm threads (reported as its own row).
+    { config: 'small', backend: 'wasm-mt', flags: ['--repeats', '2', '--skip', 'generate,vision'] },
     cpuSmall
       ? { config: 'small', backend: 'cpu', flags: ['--warmup', '0', '--repeats', '1'] }
       : {
@@ -110,7 +113,8 @@ function runOurs(p: Plan): RunResult {
     '--import',
     'tsx',
     'bench/model.ts',
-    ...['--backend', p.backend, '--config', CONFIGS[p.config], '--name', p.config],
+    ...['--backend', p.backend === 'wasm-mt' ? 'wasm' : p.backend, '--config', CONFIGS[p.config]],
+    ...['--name', p.config, ...(p.backend === 'wasm-mt' ? ['--wasm-threads', '2'] : [])],
     ...settingsArgs(p),
   ];
   const env = { ...process.env, EGL_PLATFORM: process.env.EGL_PLATFORM ?? 'surfaceless' };
@@ -129,9 +133,9 @@ function runOurs(p: Plan): RunResult {
   );
   return {
     impl: 'ovr',
-    backend: p.backend,
     config: p.config,
     ...lastJson(r.stdout, r.stderr, r.status),
+    backend: p.backend,
   } as RunResult;
 }
 
