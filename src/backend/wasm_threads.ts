@@ -53,9 +53,9 @@ function patchBlobUrls(dir: string): void {
   const NativeBlob = globalThis.Blob;
   class TextBlob extends NativeBlob {
     readonly text_: string | null;
-    constructor(parts?: BlobPart[], opts?: BlobPropertyBag) {
-      super(parts, opts);
-      this.text_ = parts?.every((p) => typeof p === 'string') ? parts.join('') : null;
+    constructor(parts?: ConstructorParameters<typeof Blob>[0], opts?: ConstructorParameters<typeof Blob>[1]) {
+      super(parts ?? [], opts);
+      this.text_ = parts?.every((p) => typeof p === 'string') ? (parts as string[]).join('') : null;
       if (this.text_?.startsWith('var WasmBackendModuleThreadedSimd')) {
         mainScript = path.join(dir, 'main.js');
         writeFileSync(mainScript, PRELUDE + this.text_);
@@ -64,9 +64,9 @@ function patchBlobUrls(dir: string): void {
   }
   globalThis.Blob = TextBlob as typeof Blob;
   const native = URL.createObjectURL.bind(URL);
-  URL.createObjectURL = (b: Blob | MediaSource): string => {
+  URL.createObjectURL = (b: Blob): string => {
     const text = (b as TextBlob).text_;
-    if (text == null) return native(b as Blob);
+    if (text == null) return native(b);
     // The pthread worker loads the main script through another blob URL: point it at the file.
     const body = text.includes('nodeWorkerThreads')
       ? `URL.createObjectURL = () => ${JSON.stringify(mainScript)}; URL.revokeObjectURL = () => {};\n${text}`
