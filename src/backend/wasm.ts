@@ -283,10 +283,25 @@ export function activeWasmPatches(): string[] {
 }
 
 /**
+ * A new float32 tensor on the wasm heap with UNINITIALISED contents (the caller fills it through
+ * {@link ownedWasmView} before any other allocation), or null on another backend. Use it instead of an in-place
+ * write for tensors that may be matMul weights: XNNPACK caches packed weights by tensor id, so a weight written in
+ * place would keep being multiplied with its old values; a new buffer gets a new id.
+ * @example const out = newWasmTensor([V, D]); const o = out && ownedWasmView(out); // fill o, then p.assign(out)
+ */
+export function newWasmTensor(shape: number[]): tf.Tensor | null {
+  if (tf.getBackend() !== WASM) return null;
+  const info = (tf.backend() as unknown as WasmBackendLike).makeOutput(shape, 'float32');
+  const eng = tf.engine() as unknown as { makeTensorFromTensorInfo(i: TensorInfo): tf.Tensor };
+  return eng.makeTensorFromTensorInfo(info);
+}
+
+/**
  * A Float32Array view of `t`'s buffer on the wasm heap, for in-place updates of tensors the caller alone owns,
  * or null when that is not safe or possible: another backend, not float32, or the buffer is shared by another
  * tensor (reshape / clone / saved for backward share buffers, and all of them would see the write).
- * The view detaches when the heap grows: use it before allocating any tensor.
+ * The view detaches when the heap grows: use it before allocating any tensor. Never write a tensor in place that
+ * a matMul may use as its weight operand (XNNPACK caches packed weights by id): see {@link newWasmTensor}.
  * @example const v = ownedWasmView(acc); if (v) v[0] += 1; else acc = tf.add(acc, oneHot);
  */
 export function ownedWasmView(t: tf.Tensor): Float32Array | null {

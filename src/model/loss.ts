@@ -116,28 +116,66 @@ export function addInto<T extends tf.Tensor>(acc: T, x: tf.Tensor): T {
 }
 
 /**
- * `pT - onehot(targets)ᵀ` for the transposed softmax `pT [V, n]` (row i of the chunk has target `targets[i]`):
- * the cross-entropy gradient w.r.t. the logits, transposed. In place on wasm (n writes); `pT` is consumed.
+ * `p − onehot(targets)` for the softmax `p [n, V]` (row i has target `targets[i]`): the cross-entropy gradient
+ * w.r.t. the logits. In place on wasm (n writes); `p` is consumed.
  */
-function subTargetOneHotT(pT: tf.Tensor2D, targets: number[]): tf.Tensor2D {
-  const n = pT.shape[1];
-  const v = ownedWasmView(pT);
+function subTargetOneHot(p: tf.Tensor2D, targets: number[]): tf.Tensor2D {
+  const V = p.shape[1];
+  const v = ownedWasmView(p);
   if (v) {
     targets.forEach((t, i) => {
-      v[t * n + i] -= 1;
+      v[i * V + t] -= 1;
     });
-    return pT;
+    return p;
   }
-  const out = tf.tidy(() => {
-    const idx = tf.tensor2d(
-      targets.flatMap((t, i) => [t, i]),
-      [n, 2],
-      'int32',
-    );
-    return tf.sub(pT, tf.scatterND(idx, tf.ones([n]), [pT.shape[0], n])) as tf.Tensor2D;
-  });
-  pT.dispose();
-  return out;
+  const out = tf.tidy(() => tf.sub(p, tf.oneHot(tf.tensor1d(targets, 'int32'), V, 1, 0, 'float32')));
+  p.dispose();
+  return out as tf.Tensor2D;
+}
+
+/**
+ * From `g = P − Y [n, V]`, `w [V, D]` and `hc = c ⊙ h [n, D]`: `dh = g W [n, D]` (unscaled) and `dW += gᵀ hc`,
+ * both per block of `VOCAB_BLOCK` vocabulary columns of g (a strided slice; no `[n, V]` transpose). On wasm each
+ * dW block is added in place into one `[V, D]` buffer; elsewhere the blocks are concatenated. `dw` is consumed.
+ */
+function headGradBlocks(
+  g: tf.Tensor2D,
+  w: tf.Tensor2D,
+  hc: tf.Tensor2D,
+  dw: tf.Tensor2D | null,
+): { dh: tf.Tensor2D; dw: tf.Tensor2D } {
+  const [n, V] = g.shape;
+  const D = w.shape[1];
+  const first = dw === null;
+  let acc = dw ?? (tf.getBackend() === 'wasm' ? (tf.zeros([V, D]) as tf.Tensor2D) : null);
+  const inPlace = acc !== null && ownedWasmView(acc) !== null;
+  let dh: tf.Tensor2D | null = null;
+  const blocks: tf.Tensor2D[] = [];
+  for (let s = 0; s < V; s += VOCAB_BLOCK) {
+    const k = Math.min(VOCAB_BLOCK, V - s);
+    const [dhb, dwb] = tf.tidy(() => {
+      const gb = tf.slice(g, [0, s], [n, k]) as tf.Tensor2D;
+      return [
+        tf.matMul(gb, tf.slice(w, [s, 0], [k, D]) as tf.Tensor2D) as tf.Tensor2D,
+        tf.matMul(gb, hc, true, false) as tf.Tensor2D,
+      ];
+    });
+    dh = dh ? addInto(dh, dhb) : dhb;
+    // Views after the allocations above (a heap growth detaches older views).
+    const [to, from] = inPlace ? [ownedWasmView(acc as tf.Tensor2D), ownedWasmView(dwb)] : [null, null];
+    if (inPlace) {
+      if (!to || !from) throw new Error('headGradBlocks: lost the wasm heap view of the dW accumulator');
+      if (first) to.set(from, s * D);
+      else for (let j = 0, o = s * D; j < from.length; j++) to[o + j] += from[j];
+      dwb.dispose();
+    } else blocks.push(dwb);
+  }
+  if (blocks.length) {
+    const all = tf.concat(blocks, 0) as tf.Tensor2D;
+    tf.dispose(blocks);
+    acc = acc ? addInto(acc, all) : all;
+  }
+  return { dh: dh as tf.Tensor2D, dw: acc as tf.Tensor2D };
 }
 
 /** Most rows the fused loss turns into `[rows, V]` probabilities at once (512 × 151936 floats = 311 MB). */
@@ -196,16 +234,15 @@ export function fusedLinearCe(
     );
     zMax.dispose();
     if (withGrads) {
-      const gT = subTargetOneHotT(
-        tf.tidy(() => tf.transpose(p) as tf.Tensor2D),
-        tc,
-      );
-      dhs.push(tf.tidy(() => tf.mul(softmaxTimesW(gT, w), cc) as tf.Tensor2D));
-      const dwc = tf.tidy(() => tf.matMul(gT, tf.mul(hc, cc) as tf.Tensor2D) as tf.Tensor2D);
-      gT.dispose();
-      dw = dw ? addInto(dw, dwc) : dwc;
-    }
-    tf.dispose([p, hc, cc]);
+      const g = subTargetOneHot(p, tc); // consumes p
+      const hcC = tf.tidy(() => tf.mul(hc, cc) as tf.Tensor2D);
+      const r = headGradBlocks(g, w, hcC, dw);
+      tf.dispose([g, hcC]);
+      dhs.push(tf.tidy(() => tf.mul(r.dh, cc) as tf.Tensor2D));
+      r.dh.dispose();
+      dw = r.dw;
+    } else p.dispose();
+    tf.dispose([hc, cc]);
   }
   const loss = (
     losses.length === 1 ? losses[0] : tf.tidy(() => losses.reduce((a, b) => tf.add(a, b)))

@@ -4,7 +4,7 @@
 // decoupled decay, so we keep our own moments as tf.Variables.
 // NOTE: sums over many tensors use pairwise tf.add, never tf.addN with many inputs (webgpu bug in 4.22).
 import * as tf from '@tensorflow/tfjs-core';
-import { ownedWasmView } from '../backend/wasm.js';
+import { newWasmTensor, ownedWasmView } from '../backend/wasm.js';
 
 /** Gradients (or any tensors) by parameter name. */
 export type TensorMap = Record<string, tf.Tensor>;
@@ -129,33 +129,38 @@ export class AdamW {
     }
   }
 
-  /** Fused update: one in-place pass over the wasm heap when p, m, v can be written, else three small tidies. */
+  /**
+   * Fused update on wasm: one pass reading p, m, v, g that writes m and v in place (only this optimizer holds
+   * them) and the new p into a fresh buffer that p is then assigned (a parameter is a matMul weight: XNNPACK
+   * caches packed weights by tensor id, so it must not change in place). Other backends: three small tidies.
+   */
   private update(p: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, k: UpdateConsts): void {
-    if (g.dtype === 'float32' && tf.getBackend() === 'wasm') {
-      // A parameter whose buffer is shared (e.g. with the tensor it was created from) gets its own copy first,
-      // so the in-place write cannot change another tensor.
-      if (ownedWasmView(p) === null && !p.isDisposed) p.assign(tf.tidy(() => tf.mul(p, 1)));
-      const [pv, mv, vv] = [ownedWasmView(p), ownedWasmView(m), ownedWasmView(v)];
-      if (pv && mv && vv) {
-        const gv = (
-          tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array }
-        ).typedArrayFromHeap(g);
-        this.fusedLoop(pv, mv, vv, gv, k);
+    if (g.dtype === 'float32' && p.dtype === 'float32' && tf.getBackend() === 'wasm') {
+      const out = newWasmTensor([...p.shape]);
+      const be = tf.backend() as unknown as { typedArrayFromHeap(t: tf.Tensor): Float32Array };
+      // Views after the allocation (a heap growth detaches older views).
+      const [ov, mv, vv] = out ? [ownedWasmView(out), ownedWasmView(m), ownedWasmView(v)] : [];
+      if (out && ov && mv && vv) {
+        this.fusedLoop(be.typedArrayFromHeap(p), mv, vv, be.typedArrayFromHeap(g), ov, k);
+        p.assign(out);
+        out.dispose();
         return;
       }
+      out?.dispose();
     }
     this.updateOps(p, m, v, g, k);
   }
 
   /**
-   * `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`, `p ← p (1 − lr·wd) − lr m̂ / (√v̂ + eps)` elementwise in
-   * place, with `g` scaled by `k.scale` (arithmetic in float64, stored as float32).
+   * `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²` in place and `out ← p (1 − lr·wd) − lr m̂ / (√v̂ + eps)`, with
+   * `g` scaled by `k.scale` (arithmetic in float64, stored as float32).
    */
   private fusedLoop(
     p: Float32Array,
     m: Float32Array,
     v: Float32Array,
     g: Float32Array,
+    out: Float32Array,
     k: UpdateConsts,
   ): void {
     const { beta1: b1, beta2: b2, eps } = this;
@@ -169,7 +174,7 @@ export class AdamW {
       const vi = b2 * v[i] + c2 * gi * gi;
       m[i] = mi;
       v[i] = vi;
-      p[i] = p[i] * decay - (step * mi) / (Math.sqrt(vi * rbc2) + eps);
+      out[i] = p[i] * decay - (step * mi) / (Math.sqrt(vi * rbc2) + eps);
     }
   }
 

@@ -64,6 +64,8 @@ describe('initBackend', () => {
         'wasm.BatchMatMul',
         'wasm._FusedMatMul',
         'wasm.Slice',
+        'wasm.Identity',
+        'wasm.Cast',
       ]);
     }
     for (const s of info.skipped) expect(lines[0]).toContain(s.why);
