@@ -159,49 +159,78 @@ function modelRate(res: BenchResults, torch: RunResult): number | undefined {
     : undefined;
 }
 
+type ProfileOk = { wallMs: number; rows: KernelSummary[] };
+const okProfile = (p: RunResult['profile']): ProfileOk | undefined => (p && 'rows' in p ? p : undefined);
+const kernelSum = (p: ProfileOk): number => p.rows.reduce((s, r) => s + r.ms, 0);
+const costliest = (r: KernelSummary | undefined): string[] =>
+  r
+    ? [r.top.shapes ? `\`${r.top.shapes}\`` : '', r.top.calls ? `${f(r.top.ms, 0)} / ${r.top.calls}` : '']
+    : ['', ''];
+
 /**
- * Per-kernel profile of one SFT step: `before` (baseline result) and, when given, `after` columns.
+ * Per-kernel profile of one SFT step. With both `before` (baseline result) and `after`: one row per kernel of
+ * either, ordered by the larger time, calls / ms / share of each and the costliest call after. With one of them:
+ * that profile alone.
  * @example profileTable(baseline.runs[i].profile, current.runs[i].profile)
  */
 export function profileTable(before0: RunResult['profile'], after0?: RunResult['profile']): string {
-  if (!before0) return '_no profile recorded (run with the wasm backend)_';
-  if ('error' in before0) return `_the profiled step failed: ${before0.error}_`;
-  const before = before0;
-  const after = after0 && 'rows' in after0 ? after0 : undefined;
-  const afterBy = new Map((after?.rows ?? []).map((r) => [r.name, r]));
-  const head = [
-    'kernel',
-    'calls',
-    'before ms',
-    'before share',
-    'costliest call (input shapes)',
-    'its ms / calls',
-  ];
-  if (after) head.push('after ms', 'after share');
-  const out = [row(head), row(head.map(() => '---'))];
-  for (const r of before.rows) {
-    const cells = [
-      `\`${r.name}\``,
-      String(r.calls),
-      f(r.ms, 0),
-      `${(100 * r.share).toFixed(1)}%`,
-      r.top.shapes ? `\`${r.top.shapes}\`` : '',
-      r.top.calls ? `${f(r.top.ms, 0)} / ${r.top.calls}` : '',
-    ];
-    if (after) {
-      const a = afterBy.get(r.name);
-      cells.push(a ? f(a.ms, 0) : '0', a ? `${(100 * a.share).toFixed(1)}%` : '–');
-    }
-    out.push(row(cells));
+  const [before, after] = [okProfile(before0), okProfile(after0)];
+  if (!before && !after) {
+    const err = [before0, after0].find((p) => p && 'error' in p) as { error: string } | undefined;
+    return err
+      ? `_the profiled step failed: ${err.error}_`
+      : '_no profile recorded (run with the wasm backend)_';
   }
-  const total = before.rows.reduce((s, r) => s + r.ms, 0);
-  out.push('');
+  const one = !before || !after ? (before ?? after) : undefined;
+  if (one) {
+    const out = [
+      row(['kernel', 'calls', 'ms', 'share', 'costliest call (input shapes)', 'its ms / calls']),
+      row(Array(6).fill('---')),
+    ];
+    for (const r of one.rows)
+      out.push(
+        row([
+          `\`${r.name}\``,
+          String(r.calls),
+          f(r.ms, 0),
+          `${(100 * r.share).toFixed(1)}%`,
+          ...costliest(r),
+        ]),
+      );
+    out.push(
+      '',
+      `Kernel time sum ${f(kernelSum(one) / 1e3, 2)} s of a ${f(one.wallMs / 1e3, 2)} s profiled step.`,
+    );
+    return out.join('\n');
+  }
+  const b = new Map((before as ProfileOk).rows.map((r) => [r.name, r]));
+  const a = new Map((after as ProfileOk).rows.map((r) => [r.name, r]));
+  const names = [...new Set([...b.keys(), ...a.keys()])].sort(
+    (x, y) => Math.max(b.get(y)?.ms ?? 0, a.get(y)?.ms ?? 0) - Math.max(b.get(x)?.ms ?? 0, a.get(x)?.ms ?? 0),
+  );
+  const cells = (r: KernelSummary | undefined) =>
+    r ? [String(r.calls), f(r.ms, 0), `${(100 * r.share).toFixed(1)}%`] : ['0', '0', '–'];
+  const out = [
+    row([
+      'kernel',
+      'before calls',
+      'before ms',
+      'before share',
+      'after calls',
+      'after ms',
+      'after share',
+      'after costliest call',
+      'its ms / calls',
+    ]),
+    row(Array(9).fill('---')),
+  ];
+  for (const n of names)
+    out.push(row([`\`${n}\``, ...cells(b.get(n)), ...cells(a.get(n)), ...costliest(a.get(n))]));
+  const [bp, ap] = [before as ProfileOk, after as ProfileOk];
   out.push(
-    `Kernel time sum ${f(total / 1e3, 2)} s of a ${f(before.wallMs / 1e3, 2)} s profiled step` +
-      (after
-        ? `; after: ${f(after.rows.reduce((s, r) => s + r.ms, 0) / 1e3, 2)} s of ${f(after.wallMs / 1e3, 2)} s`
-        : '') +
-      '.',
+    '',
+    `Kernel time sum: before ${f(kernelSum(bp) / 1e3, 2)} s of a ${f(bp.wallMs / 1e3, 2)} s profiled step; ` +
+      `after ${f(kernelSum(ap) / 1e3, 2)} s of ${f(ap.wallMs / 1e3, 2)} s.`,
   );
   return out.join('\n');
 }
