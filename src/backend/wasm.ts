@@ -2,7 +2,8 @@
 //  - UnsortedSegmentSum is missing (tfjs#8082), so gather has no gradient on wasm: added via ScatterNd.
 //  - BatchMatMul / _FusedMatMul reach XNNPACK only with no transpose flags and batch 1 on both sides
 //    (tfjs batch_mat_mul_impl.cc); everything else runs a ~2 GFLOP/s scalar loop, including both
-//    matMul gradients. The wrappers transpose explicitly and fold a's batch into rows when b is a weight.
+//    matMul gradients. The wrappers transpose explicitly and fold a's batch into rows when b is a weight;
+//    truly batched BatchMatMuls (attention) run one XNNPACK product per batch entry.
 //  - Slice reads its input with backend.readSync, which copies the WHOLE tensor out of the heap for every slice
 //    (176 ms to take 8192 rows of a [151936, 512] weight): the patch copies only the slice, from a heap view.
 //  - Identity and same-dtype Cast copy the whole buffer; the engine clones EVERY tensor it saves for backward
@@ -135,14 +136,69 @@ function runFolded(
   }
 }
 
-/** BatchMatMul: weight-style products go to XNNPACK; true batched (attention) products stay stock. */
+/**
+ * True batched product (both operands batched with the same batch dims, e.g. attention's `[B·H, T, Dh]`), one
+ * XNNPACK product per batch entry: transpose flags applied once to the whole operand, each entry sliced (the
+ * Slice patch copies only the slice), its `[1, M, N]` result copied into the output. null when not applicable.
+ * The stock kernel runs these at ~2 GFLOP/s.
+ */
+function runPerBatch(
+  original: KernelFunc,
+  backend: object,
+  a0: TensorInfo,
+  b0: TensorInfo,
+  attrs: NamedAttrMap,
+): TensorInfo | null {
+  const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+  const [batchDimsA, batchDimsB] = [a0.shape.slice(0, -2), b0.shape.slice(0, -2)];
+  const batch = sizeOf(batchDimsA);
+  if (batch <= 1 || a0.dtype !== 'float32' || b0.dtype !== 'float32') return null;
+  if (batchDimsA.length !== batchDimsB.length || batchDimsA.some((d, i) => d !== batchDimsB[i])) return null;
+  const be = backend as WasmBackendLike;
+  const tmp: TensorInfo[] = [];
+  const three = (x: TensorInfo, t: boolean) => {
+    const [r, c] = x.shape.slice(-2);
+    const x3 = kernel('Reshape', backend, { x }, { shape: [batch, r, c] });
+    tmp.push(x3);
+    if (!t) return x3;
+    const xt = transposeLast2(backend, x3);
+    tmp.push(xt);
+    return xt;
+  };
+  try {
+    const [a, b] = [three(a0, transposeA), three(b0, transposeB)];
+    const [m, k] = a.shape.slice(1);
+    const n = b.shape[2];
+    if (b.shape[1] !== k) return null; // let the stock kernel raise its usual shape error
+    const out = be.makeOutput([...batchDimsA, m, n], 'float32');
+    for (let i = 0; i < batch; i++) {
+      const ai = kernel('Slice', backend, { x: a }, { begin: [i, 0, 0], size: [1, m, k] });
+      const bi = kernel('Slice', backend, { x: b }, { begin: [i, 0, 0], size: [1, k, n] });
+      const yi = original({
+        inputs: { a: ai, b: bi },
+        backend,
+        attrs: { ...attrs, transposeA: false, transposeB: false },
+      }) as TensorInfo;
+      // Views after every allocation above (a heap growth detaches older views).
+      be.typedArrayFromHeap(out).set(be.typedArrayFromHeap(yi), i * m * n);
+      release(backend, [ai, bi, yi]);
+    }
+    return out;
+  } finally {
+    release(backend, tmp);
+  }
+}
+
+/** BatchMatMul: weight-style products go to XNNPACK folded; true batched (attention) products per batch entry. */
 function fastBatchMatMul(original: KernelFunc | null): KernelFunc {
   if (!original)
     throw new Error('wasm BatchMatMul kernel missing: is @tensorflow/tfjs-backend-wasm 4.22.0 installed?');
   return (params) => {
     const { a, b } = params.inputs as { a: TensorInfo; b: TensorInfo };
-    const plan = planFolded(params.backend, a, b, params.attrs ?? {});
-    return plan ? runFolded(original, params.backend, plan, {}, params.attrs ?? {}) : original(params);
+    const attrs = params.attrs ?? {};
+    const plan = planFolded(params.backend, a, b, attrs);
+    if (plan) return runFolded(original, params.backend, plan, {}, attrs);
+    return runPerBatch(original, params.backend, a, b, attrs) ?? original(params);
   };
 }
 

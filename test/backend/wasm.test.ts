@@ -47,6 +47,8 @@ const CASES: [number[], number[], boolean, boolean][] = [
   [[128, 64], [96, 128], true, true],
   [[2, 3, 16, 32], [2, 3, 16, 32], false, true], // true batched: stock path
   [[4, 6, 5], [4, 6, 7], true, false],
+  [[2, 2, 24, 16], [2, 2, 24, 40], true, false], // rank 4, both batched, transposeA
+  [[3, 17, 9], [3, 9, 11], false, false], // both batched, no flags
 ];
 
 async function timeMs(f: () => tf.Tensor, reps: number): Promise<number> {
@@ -212,6 +214,8 @@ describe('wasm kernel patches', () => {
       transposeA: () => tf.matMul(a, b, true, false),
       transposeB: () => tf.matMul(a, b, false, true),
       '[4,128,512] x [1,512,512]': () => tf.matMul(x3, tf.reshape(b, [1, 512, 512])),
+      // attention-style: both operands batched (per-batch XNNPACK products)
+      '[4,128,512] x [4,128,512]^T': () => tf.matMul(x3, x3, false, true),
     };
     for (const [name, f] of Object.entries(runs)) {
       const fast = await timeMs(f, 3);
