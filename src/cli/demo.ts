@@ -1,5 +1,6 @@
-// `ovr-train demo [--quick] [--steps N] [--sft-steps N] [--seed S] [--model-config PATH] [--backend B] [--out DIR]`
-// The OVR pipeline in miniature (src/demo/pipeline.ts): text-only SFT cold start, then GRPO on images, evals,
+// `ovr-train demo [--quick] [--steps N] [--sft-steps N] [--pretrain-steps N] [--seed S] [--model-config PATH] [--backend B]
+// [--out DIR]`. The OVR pipeline in miniature (src/demo/pipeline.ts): base-model captioning (stage 0), text-only SFT
+// cold start, then GRPO on images, evals,
 // checkpoints, logs, charts and an HTML report in a run folder. Fully offline.
 import { z } from 'zod';
 import { BACKEND_NAMES, initBackend, ovrBackendFromEnv } from '../backend/index.js';
@@ -15,7 +16,13 @@ export const DemoArgs = z
       .default(false)
       .describe('tiny smoke run (~1 min): checks the plumbing, no learning claim'),
     steps: z.number().int().min(1).optional().describe('RL (GRPO) steps; default 60 (quick: 2)'),
-    sftSteps: z.number().int().min(1).optional().describe('stage-1 SFT steps; default 160 (quick: 3)'),
+    sftSteps: z.number().int().min(1).optional().describe('stage-1 SFT steps; default 300 (quick: 3)'),
+    pretrainSteps: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe('stage-0 captioning steps (the base model learning to see); default 400 (quick: 2)'),
     seed: z.number().int().min(0).default(0).describe('seed of data, init and sampling'),
     modelConfig: z
       .string()
@@ -31,9 +38,9 @@ export const DemoArgs = z
     tasks: z
       .array(z.enum(TASK_KINDS))
       .optional()
-      .describe(`task kinds, comma-separated, of ${TASK_KINDS.join(',')} (default compare,largest)`),
+      .describe(`task kinds, comma-separated, of ${TASK_KINDS.join(',')} (default count,compare)`),
     rlLr: z.number().positive().optional().describe('RL learning rate (default 1e-4)'),
-    sftLr: z.number().positive().optional().describe('SFT learning rate (default 5e-3)'),
+    sftLr: z.number().positive().optional().describe('stage-1 SFT learning rate (default 3e-3)'),
   })
   .strict();
 
@@ -46,6 +53,7 @@ export function demoOptions(a: DemoArgsT): DemoOptions {
   if (a.out) o.out = a.out;
   if (a.steps) o.rl.steps = a.steps;
   if (a.sftSteps) o.sft.steps = a.sftSteps;
+  if (a.pretrainSteps) o.pretrain.steps = a.pretrainSteps;
   if (a.tasks) o.tasks = [...a.tasks];
   if (a.rlLr) o.rl.lr = a.rlLr;
   if (a.sftLr) o.sft.lr = a.sftLr;
@@ -54,7 +62,8 @@ export function demoOptions(a: DemoArgsT): DemoOptions {
 }
 
 const USAGE =
-  'The OVR pipeline in miniature: stage 1 SFT of a tiny Qwen2.5-VL on text-only renderings of a shapes task\n' +
+  'The OVR pipeline in miniature: stage 0 gives a tiny random-init Qwen2.5-VL its perception (image captions, standing\n' +
+  "in for Qwen2.5-VL's pre-training), stage 1 SFT on text-only renderings of a shapes task\n" +
   '(think/answer chains with reflection), stage 2 GRPO on the image version with the verifiable reward.\n' +
   'Writes checkpoints, JSONL logs, PNG charts and report/index.html to the run folder.';
 

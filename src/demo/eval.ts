@@ -16,7 +16,7 @@ import type { QwenTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
 import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import type { VisualProblem } from './render.js';
-import { gradeDemo, makeProblems, type Problem, TASK_KINDS } from './tasks.js';
+import { CAPTION_PROMPT, gradeDemo, makeProblems, type Problem, TASK_KINDS } from './tasks.js';
 
 /**
  * Every rendered demo conversation (text and image versions, 400 problems per split, all task kinds) plus the
@@ -34,6 +34,17 @@ export function demoCorpus(): string[] {
       };
       out.push(renderChat([{ role: 'user', content: p.textPrompt }, reply], { addGenerationPrompt: false }));
       out.push(renderChat([image, reply], { addGenerationPrompt: false }));
+      const caption: ChatMessage = {
+        role: 'user',
+        content: [{ type: 'image' }, { type: 'text', text: CAPTION_PROMPT }],
+      };
+      out.push(
+        renderChat([caption, { role: 'assistant', content: p.description }], { addGenerationPrompt: false }),
+      );
+      const echo: ChatMessage = { role: 'user', content: `${p.description} ${CAPTION_PROMPT}` };
+      out.push(
+        renderChat([echo, { role: 'assistant', content: p.description }], { addGenerationPrompt: false }),
+      );
     }
   }
   out.push(Array.from({ length: 21 }, (_, n) => ` ${n}{${n}}`).join(''));
@@ -65,15 +76,26 @@ export function userTurn(p: Problem | VisualProblem, mode: 'text' | 'image'): Ch
   };
 }
 
-/** Generation prompts (left-padded, `<|im_start|>assistant\n` appended), in compact ids. */
+/**
+ * The demo replies start inside the think block: prompts end with `<|im_start|>assistant\n<think>` (as the ORZ
+ * template ends with `Assistant: <think>`), so a model that learned to caption images still starts reasoning.
+ */
+export const DEMO_RESPONSE_PREFIX = '<think>';
+
+/** Generation prompts (left-padded, `<|im_start|>assistant\n` + `prefix` appended), in compact ids. */
 export async function promptBatch(
   ps: readonly (Problem | VisualProblem)[],
   mode: 'text' | 'image',
   ct: CompactTokenizer,
+  prefix = '',
 ): Promise<DemoBatch> {
   const convs = ps.map((p) => [userTurn(p, mode)]);
   const out = await processor(convs, { addGenerationPrompt: true, tokenizer: ct.asQwenTokenizer() });
-  const batch: DemoBatch = { inputIds: out.inputIds, attentionMask: out.attentionMask };
+  const extra = prefix ? ct.encode(prefix) : [];
+  const batch: DemoBatch = {
+    inputIds: out.inputIds.map((row) => [...row, ...extra]),
+    attentionMask: out.attentionMask.map((row) => [...row, ...extra.map(() => 1)]),
+  };
   if (out.pixelValues && out.pixelShape) {
     batch.pixelValues = tf.tensor2d(out.pixelValues, out.pixelShape);
     batch.imageGridThw = out.imageGridThw;
@@ -130,7 +152,7 @@ export async function evalDemo(
   const bs = opts.batchSize ?? 32;
   for (let i = 0; i < ps.length; i += bs) {
     const chunk = ps.slice(i, i + bs);
-    const batch = await promptBatch(chunk, mode, ct);
+    const batch = await promptBatch(chunk, mode, ct, DEMO_RESPONSE_PREFIX);
     try {
       const out = await generate(model, batch, {
         maxNewTokens: opts.maxNewTokens,
@@ -140,7 +162,7 @@ export async function evalDemo(
         padId: ct.special.pad,
       });
       chunk.forEach((p, j) => {
-        const completion = ct.decode(out.tokens[j], { skipSpecialTokens: true });
+        const completion = DEMO_RESPONSE_PREFIX + ct.decode(out.tokens[j], { skipSpecialTokens: true });
         rows.push({
           id: p.id,
           task: p.task,
@@ -155,4 +177,64 @@ export async function evalDemo(
     }
   }
   return summarizeEval(rows);
+}
+
+export interface CaptionEvalResult {
+  /** Fraction of descriptions reproduced exactly. */
+  exact: number;
+  /** Fraction of items (in order) named exactly: size, colour and kind. */
+  itemAccuracy: number;
+  rows: { id: string; description: string; caption: string; itemsRight: number; items: number }[];
+}
+
+/** The items of a description in order: "The picture shows a x, a y and a z." -> ["a x", "a y", "a z"]. */
+export function descriptionItems(text: string): string[] {
+  return text
+    .trim()
+    .replace(/^The picture shows /, '')
+    .replace(/\.$/, '')
+    .split(/, | and /)
+    .filter((s) => s.length > 0);
+}
+
+/**
+ * Greedy captions of held-out images (the stage-0 perception check): exact match and per-item accuracy.
+ * @example const c = await evalCaptions(model, evalSet, ct); c.itemAccuracy
+ */
+export async function evalCaptions(
+  model: Qwen2_5_VL,
+  ps: readonly VisualProblem[],
+  ct: CompactTokenizer,
+  opts: { maxNewTokens?: number; batchSize?: number } = {},
+): Promise<CaptionEvalResult> {
+  const rows: CaptionEvalResult['rows'] = [];
+  const bs = opts.batchSize ?? 32;
+  for (let i = 0; i < ps.length; i += bs) {
+    const chunk = ps.slice(i, i + bs).map((p) => ({ ...p, question: CAPTION_PROMPT }));
+    const batch = await promptBatch(chunk, 'image', ct);
+    try {
+      const out = await generate(model, batch, {
+        maxNewTokens: opts.maxNewTokens ?? 48,
+        greedy: true,
+        allowedVocab: ct.textEnd,
+        eosIds: [ct.special.eos],
+        padId: ct.special.pad,
+      });
+      chunk.forEach((p, j) => {
+        const caption = ct.decode(out.tokens[j], { skipSpecialTokens: true }).trim();
+        const want = descriptionItems(p.description);
+        const got = descriptionItems(caption);
+        const itemsRight = want.filter((w, k) => got[k] === w).length;
+        rows.push({ id: p.id, description: p.description, caption, itemsRight, items: want.length });
+      });
+    } finally {
+      batch.pixelValues?.dispose();
+    }
+  }
+  const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((a, r) => a + f(r), 0);
+  return {
+    exact: rows.length ? sum((r) => (r.caption === r.description ? 1 : 0)) / rows.length : 0,
+    itemAccuracy: sum((r) => r.items) ? sum((r) => r.itemsRight) / sum((r) => r.items) : 0,
+    rows,
+  };
 }

@@ -7,7 +7,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
+import { Rng } from '../util/rng.js';
 import {
+  CAPTION_PROMPT,
   type Color,
   type DigitItem,
   type Item,
@@ -19,17 +21,28 @@ import {
   type Size,
 } from './tasks.js';
 
-/** Fill colours (sRGB), far apart so a pixel's colour names its shape. */
+/**
+ * Fill colours (sRGB), far apart so a pixel's colour names its shape. The background is the processor's
+ * normalisation mean (OpenAI CLIP mean x 255), so it normalises to ~0 and the vision tower's input is the shapes
+ * alone: on white, every patch carries a large constant that drowns the shapes in a random-init tower.
+ */
 export const PALETTE: Record<Color | 'digit' | 'background', [number, number, number]> = {
   red: [220, 40, 40],
   green: [30, 160, 60],
   blue: [40, 80, 220],
   digit: [17, 17, 17],
-  background: [255, 255, 255],
+  background: [123, 117, 104],
 };
 
-/** Radius of the equal-area circle for each size class, as a fraction of the cell side. */
-export const SIZE_FRACTION: Record<Size, number> = { small: 0.18, medium: 0.26, large: 0.34 };
+/**
+ * Half extent of a shape's bounding box for each size class, as a fraction of the cell side. Shapes of one class share
+ * the bounding box (circle of radius h, square of side 2h, isosceles triangle of base and height 2h), so the kinds
+ * differ in many pixels (a triangle covers half its square): at equal AREA a random-init vision tower's features
+ * barely separate the kinds (1% of their variance against 68% for colour). The classes are far enough apart that
+ * every shape of a bigger class still has the larger area: large triangle 0.289 > medium square 0.25 and medium
+ * triangle 0.125 > small square 0.09 (cell areas), so "largest" is unambiguous by area too.
+ */
+export const SIZE_FRACTION: Record<Size, number> = { small: 0.15, medium: 0.25, large: 0.38 };
 
 /** Seven-segment layout: segments a..g lit for each digit. */
 export const SEGMENTS: readonly string[] = [
@@ -45,8 +58,6 @@ export const SEGMENTS: readonly string[] = [
   'abcdfg',
 ];
 
-const SQRT_PI = Math.sqrt(Math.PI);
-const TRI_SIDE = Math.sqrt((4 * Math.PI) / Math.sqrt(3)); // side / r for an equilateral triangle of area pi r^2
 const MARGIN = 1; // px kept free at each cell edge
 
 const rgb = (c: [number, number, number]) => `rgb(${c[0]},${c[1]},${c[2]})`;
@@ -63,24 +74,16 @@ function centre(item: Item, grid: number, px: number, hx: number, hy: number): [
 }
 
 function shapeSvg(s: ShapeItem, grid: number, px: number): string {
-  const r = SIZE_FRACTION[s.size] * (px / grid);
+  const h = SIZE_FRACTION[s.size] * (px / grid);
   const fill = rgb(PALETTE[s.color]);
-  if (s.kind === 'circle') {
-    const [cx, cy] = centre(s, grid, px, r, r);
-    return `<circle cx="${f2(cx)}" cy="${f2(cy)}" r="${f2(r)}" fill="${fill}"/>`;
-  }
-  if (s.kind === 'square') {
-    const h = (r * SQRT_PI) / 2;
-    const [cx, cy] = centre(s, grid, px, h, h);
+  const [cx, cy] = centre(s, grid, px, h, h);
+  if (s.kind === 'circle') return `<circle cx="${f2(cx)}" cy="${f2(cy)}" r="${f2(h)}" fill="${fill}"/>`;
+  if (s.kind === 'square')
     return `<rect x="${f2(cx - h)}" y="${f2(cy - h)}" width="${f2(2 * h)}" height="${f2(2 * h)}" fill="${fill}"/>`;
-  }
-  const side = r * TRI_SIDE;
-  const hh = (side * Math.sqrt(3)) / 4; // half height; the bounding box is centred
-  const [cx, cy] = centre(s, grid, px, side / 2, hh);
   const pts = [
-    [cx, cy - hh],
-    [cx + side / 2, cy + hh],
-    [cx - side / 2, cy + hh],
+    [cx, cy - h],
+    [cx + h, cy + h],
+    [cx - h, cy + h],
   ];
   return `<polygon points="${pts.map((p) => `${f2(p[0])},${f2(p[1])}`).join(' ')}" fill="${fill}"/>`;
 }
@@ -170,14 +173,31 @@ export type DemoRow = {
   id: string;
   task: string;
   answer: string;
-  messages: { role: 'user' | 'assistant'; content: string }[];
+  messages: (
+    | { role: 'user'; content: string | ({ type: 'text'; text: string } | { type: 'image' })[] }
+    | { role: 'assistant'; content: string }
+  )[];
   image?: string;
 };
 
+/** What a demo JSONL row trains: text rendering -> chain, image -> chain, image -> description (caption), or the
+ * description in words -> itself (echo: the base model reads scenes given in words as it reads images). */
+export const DEMO_ROW_MODES = ['text', 'image', 'caption', 'echo'] as const;
+export type DemoRowMode = (typeof DEMO_ROW_MODES)[number];
+
+/** User text and assistant reply of a problem's row in `mode`. */
+function turns(p: Problem, mode: DemoRowMode): [string, string] {
+  if (mode === 'text') return [p.textPrompt, p.target];
+  if (mode === 'image') return [p.question, p.target];
+  if (mode === 'echo') return [`${p.description} ${CAPTION_PROMPT}`, p.description];
+  return [CAPTION_PROMPT, p.description];
+}
+
 /**
  * Writes problems as chat JSONL. `mode: 'text'` gives the stage-1 rows (user = scene description + question);
- * `mode: 'image'` writes `images/<id>.png` beside the file and gives rows whose user turn is the question alone,
- * with `image` set (dataset.ts prepends the image part to the user turn). Returns the rows written.
+ * `mode: 'image'` writes `images/<file stem>-<id>.png` beside the file and gives rows whose user turn is the question alone,
+ * with `image` set (dataset.ts prepends the image part to the user turn); `mode: 'caption'` gives the stage-0
+ * perception rows (image + CAPTION_PROMPT -> the scene description). Returns the rows written.
  * @example
  * await writeDemoJsonl('run/data/sft.jsonl', makeProblems({ seed: 0, split: 'train', count: 512 }), { mode: 'text' });
  * await writeDemoJsonl('run/data/rl.jsonl', makeProblems({ seed: 1, split: 'train', count: 256 }), { mode: 'image' });
@@ -185,31 +205,45 @@ export type DemoRow = {
 export async function writeDemoJsonl(
   file: string,
   problems: Problem[],
-  opts: { mode: 'text' | 'image'; imageSize?: number },
+  opts: { mode: DemoRowMode; imageSize?: number },
 ): Promise<DemoRow[]> {
-  if (opts.mode !== 'text' && opts.mode !== 'image') {
-    throw new Error(`writeDemoJsonl: mode must be 'text' or 'image', got '${opts.mode}'`);
+  if (!DEMO_ROW_MODES.includes(opts.mode)) {
+    throw new Error(`writeDemoJsonl: mode must be one of ${DEMO_ROW_MODES.join(', ')}; got '${opts.mode}'`);
   }
+  const withImage = opts.mode === 'image' || opts.mode === 'caption';
   const dir = path.dirname(file);
-  await mkdir(opts.mode === 'image' ? path.join(dir, 'images') : dir, { recursive: true });
+  await mkdir(withImage ? path.join(dir, 'images') : dir, { recursive: true });
   const rows: DemoRow[] = [];
   for (const p of problems) {
-    const user = opts.mode === 'text' ? p.textPrompt : p.question;
+    const [user, reply] = turns(p, opts.mode);
     const row: DemoRow = {
       id: p.id,
       task: p.task,
       answer: p.answer,
       messages: [
-        { role: 'user', content: user },
-        { role: 'assistant', content: p.target },
+        // Image rows: the image, then the text (see Problem.textPrompt); its path comes from `image`.
+        { role: 'user', content: withImage ? [{ type: 'image' }, { type: 'text', text: user }] : user },
+        { role: 'assistant', content: reply },
       ],
     };
-    if (opts.mode === 'image') {
-      row.image = `images/${p.id}.png`;
+    if (withImage) {
+      row.image = `images/${path.basename(file, '.jsonl')}-${p.id}.png`;
       await writeFile(path.join(dir, row.image), await renderScene(p.scene, opts.imageSize ?? 56));
     }
     rows.push(row);
   }
   await writeFile(file, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
   return rows;
+}
+
+/**
+ * Writes rows (from writeDemoJsonl calls into the same folder, so image paths stay valid) shuffled with `seed` into
+ * one JSONL file: a stage's training mix. Returns the rows in file order.
+ * @example await mixDemoJsonl('run/data/pretrain.jsonl', [...captions, ...echo], 0);
+ */
+export async function mixDemoJsonl(file: string, rows: DemoRow[], seed: number): Promise<DemoRow[]> {
+  const mixed = new Rng(seed).split('demo-mix').shuffle([...rows]);
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, mixed.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  return mixed;
 }

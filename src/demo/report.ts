@@ -6,7 +6,7 @@ import { lineChart } from '../report/charts.js';
 import { writeReport } from '../report/html.js';
 import type { GrpoStepRecord } from '../train/grpo.js';
 import type { StepRecord } from '../util/log.js';
-import type { DemoEvalResult } from './eval.js';
+import type { CaptionEvalResult, DemoEvalResult } from './eval.js';
 import type { DemoOptions, DemoSummary } from './pipeline.js';
 import { lastBoxed, normalizeAnswer, TASK_KINDS } from './tasks.js';
 
@@ -43,7 +43,9 @@ function smooth(points: [number, number][], k: number): [number, number][] {
 }
 
 export type Curves = {
+  pretrain: StepRecord[];
   sft: StepRecord[];
+  captions: { base: CaptionEvalResult; coldStart: CaptionEvalResult; rl: CaptionEvalResult };
   rl: GrpoStepRecord[];
   evalCurve: [number, number][];
   cold: DemoEvalResult;
@@ -102,10 +104,13 @@ async function demoCharts(c: Curves): Promise<{ name: string; png: Buffer }[]> {
     {
       name: 'sft_loss',
       png: await lineChart({
-        title: 'Stage 1 SFT loss (text only)',
-        xLabel: 'SFT step',
+        title: 'SFT losses: stage 0 captions (images), stage 1 cold start (text only)',
+        xLabel: 'step',
         yLabel: 'loss',
-        series: [{ name: 'loss', points: pts(c.sft, 'loss') }],
+        series: [
+          { name: 'stage 0 captioning', points: pts(c.pretrain, 'loss') },
+          { name: 'stage 1 cold start', points: pts(c.sft, 'loss') },
+        ],
       }),
     },
   ];
@@ -123,6 +128,8 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
     title: 'OVR demo: linguistic cold start + multimodal RL (toy scale)',
     summary: {
       'wall time (s)': Math.round(s.wallSeconds),
+      'stage 0 captioning loss start -> end': `${s.pretrainLossStart.toFixed(3)} -> ${s.pretrainLossEnd.toFixed(3)}`,
+      'held-out caption item accuracy, base model': s.captionItemAccuracy.base,
       'SFT loss start -> end': `${s.sftLossStart.toFixed(3)} -> ${s.sftLossEnd.toFixed(3)}`,
       'RL reward first -> last fifth': `${s.rewardStart.toFixed(3)} -> ${s.rewardEnd.toFixed(3)}`,
       'held-out image accuracy, cold start': s.coldStartImageAccuracy,
@@ -140,6 +147,22 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
           ['cold start', 'image', ...byTask(c.cold), c.cold.accuracy],
           ['after RL', 'image', ...byTask(c.after), c.after.accuracy],
         ],
+      },
+      {
+        name: 'Held-out captions ("Describe the picture."): perception of the base model, kept or lost by each stage',
+        columns: ['model', 'item accuracy', 'exact', 'example (gold -> caption)'],
+        rows: (
+          [
+            ['base (stage 0)', c.captions.base],
+            ['cold start (stage 1)', c.captions.coldStart],
+            ['after RL (stage 2)', c.captions.rl],
+          ] as const
+        ).map(([m, r]) => [
+          m,
+          r.itemAccuracy,
+          r.exact,
+          r.rows[0] ? `${r.rows[0].description} -> ${r.rows[0].caption}` : '',
+        ]),
       },
       {
         name: 'Held-out answers given, by task (gold answers are balanced: see makeProblems)',

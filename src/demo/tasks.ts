@@ -1,7 +1,7 @@
 // Synthetic visual-reasoning tasks with verifiable answers, for the OVR demo (issue 9).
 // A scene is a small grid of coloured shapes or seven-segment digits. Four task kinds ask about it:
 //   count    "How many red shapes are there?"            -> integer
-//   compare  "Are there more circles or squares?"        -> the word from the question ("circles")
+//   compare  "More red shapes or blue shapes?"          -> the colour from the question ("red")
 //   add      "What is the sum of the digits?"            -> integer
 //   largest  "Which shape is the largest?"               -> "circle" | "square" | "triangle"
 // Each problem carries a text-only rendering of the scene ("mental imagery", stage-1 SFT input) and a short
@@ -42,7 +42,12 @@ export interface Problem {
   answer: string;
   /** Text-only rendering of the scene: "The picture shows 2 small red circles and 1 large blue square." */
   description: string;
-  /** Stage-1 (text-only) prompt: description followed by the question. */
+  /**
+   * Stage-1 (text-only) prompt: the description followed by the question, like the image modes (image, then the
+   * question or the caption instruction). The default tasks' questions and CAPTION_PROMPT are all 7 tokens, so the
+   * reply that restates the scene copies it from the same offsets in every mode, and the question right before the
+   * reply decides how it starts (a caption, or `<think>`).
+   */
   textPrompt: string;
   /** `<think> ... </think> <answer> \boxed{a} </answer>` */
   target: string;
@@ -67,12 +72,12 @@ export interface ProblemOptions {
 /**
  * Answer class of a word-task draft for balancing: the shape kind (largest), 'first' / 'second' named option
  * (compare), or null (count, add: not balanced).
- * @example answerClass('compare', { question: 'Are there more red shapes or blue shapes?', answer: 'blue' }) // 'second'
+ * @example answerClass('compare', { question: 'More red shapes or blue shapes?', answer: 'blue' }) // 'second'
  */
 export function answerClass(task: TaskKind, d: { question: string; answer: string }): string | null {
   if (task === 'largest') return d.answer;
   if (task !== 'compare') return null;
-  const first = d.question.replace(/^Are there more /, '').split(' or ')[0];
+  const first = d.question.replace(/^More /, '').split(' or ')[0];
   return first.startsWith(d.answer) ? 'first' : 'second';
 }
 
@@ -83,10 +88,11 @@ function wantedClass(task: TaskKind, k: number): string | null {
   return null;
 }
 
+/** The user turn of the stage-0 captioning rows (the base model's perception pre-training); 7 tokens like the questions. */
+export const CAPTION_PROMPT = 'Describe the shapes in this picture.';
+
 /** One in EVAL_MODULUS content hashes goes to eval (20%). */
 const EVAL_MODULUS = 5;
-
-const plural = (kind: ShapeKind): string => `${kind}s`;
 
 function pick<T>(rng: Rng, xs: readonly T[]): T {
   return xs[rng.int(xs.length)];
@@ -104,14 +110,24 @@ function cells(rng: Rng, grid: number, n: number): number[] {
   return rng.shuffle(Array.from({ length: grid * grid }, (_, i) => i)).slice(0, n);
 }
 
-function randomShapes(rng: Rng, n: number, sizes: readonly Size[] = SIZES): ShapeItem[] {
-  return cells(rng, 3, n).map((cell) => ({
+/**
+ * Shape scenes fill every cell of a SHAPE_GRID x SHAPE_GRID grid: at the demo's 56 px images each cell is exactly
+ * one merged vision token (2x2 patches of 14 px), and the i-th item of a description is the i-th token. Shapes sit
+ * centred in their cell (no jitter): a tiny random-init vision tower learns 27 fixed looks per cell in a few hundred
+ * steps, while with jitter it learned colours only (size and kind stayed at chance after 500 captioning steps).
+ */
+export const SHAPE_GRID = 2;
+const SHAPE_COUNT = SHAPE_GRID * SHAPE_GRID;
+
+function randomShapes(rng: Rng, sizes: readonly Size[] = SIZES): ShapeItem[] {
+  return cells(rng, SHAPE_GRID, SHAPE_COUNT).map((cell) => ({
     type: 'shape',
     kind: pick(rng, SHAPES),
     color: pick(rng, COLORS),
     size: pick(rng, sizes),
     cell,
-    ...jitter(rng),
+    dx: 0,
+    dy: 0,
   }));
 }
 
@@ -120,21 +136,11 @@ function readingOrder<T extends Item>(items: T[]): T[] {
   return [...items].sort((a, b) => a.cell - b.cell);
 }
 
-/** Groups shapes by (size, colour, kind) in reading order: [["small red circle", 2], ...]. */
-function groupShapes(items: ShapeItem[]): [string, number][] {
-  const groups = new Map<string, number>();
-  for (const s of readingOrder(items)) {
-    const key = `${s.size} ${s.color} ${s.kind}`;
-    groups.set(key, (groups.get(key) ?? 0) + 1);
-  }
-  return [...groups.entries()];
-}
+/** "small red circle". */
+const shapeName = (s: ShapeItem): string => `${s.size} ${s.color} ${s.kind}`;
 
-function groupPhrase([key, n]: [string, number]): string {
-  const words = key.split(' ');
-  const kind = words.pop() as ShapeKind;
-  return `${n} ${words.join(' ')} ${n === 1 ? kind : plural(kind)}`;
-}
+/** "a small red circle" ("an" never occurs: sizes start with a consonant). */
+const withArticle = (s: ShapeItem): string => `a ${shapeName(s)}`;
 
 /** "a", "a and b", "a, b and c". */
 export function joinList(xs: string[]): string {
@@ -143,73 +149,91 @@ export function joinList(xs: string[]): string {
 }
 
 /**
- * Words-only rendering of a scene.
+ * Words-only rendering of a scene: every item in reading order (row by row from the top left), one phrase each, so a
+ * caption names the cells in the order the vision tower's merged tokens see them. `detail: 'colors'` names only the
+ * colours of shapes (the demo's default tasks ask about colours; see SHAPE_GRID for why).
  * @example
- * describeScene(scene) // "The picture shows 2 small red circles and 1 large blue square."
+ * describeScene(scene)                       // "The picture shows a small red circle, a large blue square and a small red circle."
+ * describeScene(scene, { detail: 'colors' }) // "The picture shows red, blue and red shapes."
  */
-export function describeScene(scene: Scene): string {
-  const digits = readingOrder(scene.items.filter((i): i is DigitItem => i.type === 'digit'));
-  const shapes = scene.items.filter((i): i is ShapeItem => i.type === 'shape');
+export function describeScene(scene: Scene, opts: { detail?: 'full' | 'colors' } = {}): string {
+  const items = readingOrder(scene.items);
+  const shapeItems = items.filter((i): i is ShapeItem => i.type === 'shape');
+  const digits = items.filter((i): i is DigitItem => i.type === 'digit').map((d) => String(d.value));
   const parts: string[] = [];
-  if (shapes.length) parts.push(joinList(groupShapes(shapes).map(groupPhrase)));
-  if (digits.length) parts.push(`the digits ${joinList(digits.map((d) => String(d.value)))}`);
+  if (shapeItems.length && opts.detail === 'colors')
+    parts.push(`${joinList(shapeItems.map((s) => s.color))} ${shapeItems.length === 1 ? 'shape' : 'shapes'}`);
+  else if (shapeItems.length) parts.push(joinList(shapeItems.map(withArticle)));
+  if (digits.length) parts.push(`the digits ${joinList(digits)}`);
   return `The picture shows ${parts.length ? joinList(parts) : 'nothing'}.`;
 }
 
 const wrap = (think: string, answer: string): string =>
   `<think> ${think} </think> <answer> \\boxed{${answer}} </answer>`;
 
-type Draft = { scene: Scene; question: string; answer: string; think: string };
+/**
+ * `think` is the reasoning after the chain's opening restatement of the scene (added by makeProblems); `detail` is
+ * how much of the scene that restatement (and the problem's description) names.
+ */
+type Draft = { scene: Scene; question: string; answer: string; think: string; detail: 'full' | 'colors' };
 
-/** Count shapes of a colour, a kind, or both. Answers may be 0. */
+/**
+ * A running count as a scratchpad: "0 red; blue: 0 red; red: 1 red; red: 2 red; green: 2 red". Each step names the
+ * next shape's colour (copied from the restated scene) and the counts after it, and every count sits next to its
+ * colour word, so each token is a short-range copy or a +1: what a tiny model can learn in a few hundred steps.
+ * @example tally(shapes, ['red', 'blue']) // "0 red 0 blue; red: 1 red 0 blue; blue: 1 red 1 blue; ..."
+ */
+export function tally(shapes: ShapeItem[], colors: readonly Color[]): string {
+  const n = colors.map(() => 0);
+  const counts = () => colors.map((c, k) => `${n[k]} ${c}`).join(' ');
+  const steps = [counts()];
+  for (const s of readingOrder(shapes)) {
+    colors.forEach((c, k) => {
+      if (s.color === c) n[k]++;
+    });
+    steps.push(`${s.color}: ${counts()}`);
+  }
+  return steps.join('; ');
+}
+
+/** Count the shapes of one colour (0..4). */
 function countTask(rng: Rng, slip: boolean): Draft {
-  const shapes = randomShapes(rng, 2 + rng.int(5));
-  const mode = rng.int(3);
-  const color = mode !== 1 ? pick(rng, COLORS) : undefined;
-  const kind = mode !== 0 ? pick(rng, SHAPES) : undefined;
-  const what = `${color ?? ''} ${kind ? plural(kind) : 'shapes'}`.trim();
-  const hits = shapes.filter((s) => (!color || s.color === color) && (!kind || s.kind === kind));
-  const groups = groupShapes(hits);
-  const n = hits.length;
-  const list = groups.length ? groups.map(groupPhrase).join(', ') : 'none';
-  const sum = groups.length > 1 ? `${groups.map((g) => g[1]).join(' + ')} = ${n}` : String(n);
-  const think = slip
-    ? `First, find the ${what}: ${list}. Count: ${n === 0 ? 1 : n - 1}. Wait, that is wrong. ` +
-      `Let me look at the image again: ${sum}. Check: ${n} ${what}.`
-    : `First, find the ${what}: ${list}. Count: ${sum}. Let me look at the image again to verify: ${n} ${what}.`;
+  const shapes = randomShapes(rng);
+  const color = pick(rng, COLORS);
+  const n = shapes.filter((s) => s.color === color).length;
+  const count = slip ? `${n === 0 ? 1 : n - 1}. Wait, I miscounted: ${n}.` : `${n}.`;
   return {
-    scene: { grid: 3, items: shapes },
-    question: `How many ${what} are there?`,
+    scene: { grid: SHAPE_GRID, items: shapes },
+    question: `How many ${color} shapes are there?`,
     answer: String(n),
-    think,
+    think:
+      `First, count the ${color} ones: ${tally(shapes, [color])}. That makes ${count} ` +
+      `Let me look at the image again to verify: ${n} ${color}.`,
+    detail: 'colors',
   };
 }
 
-/** More of A or of B (colours or kinds); never a tie. */
+/** More shapes of colour A or of colour B; never a tie. */
 function compareTask(rng: Rng, slip: boolean): Draft {
   for (;;) {
-    const shapes = randomShapes(rng, 3 + rng.int(5));
-    const byColor = rng.uniform() < 0.5;
-    const pool: readonly string[] = byColor ? COLORS : SHAPES;
-    const a = pick(rng, pool);
+    const shapes = randomShapes(rng);
+    const a = pick(rng, COLORS);
     const b = pick(
       rng,
-      pool.filter((x) => x !== a),
+      COLORS.filter((x) => x !== a),
     );
-    const has = (s: ShapeItem, v: string) => (byColor ? s.color === v : s.kind === v);
-    const na = shapes.filter((s) => has(s, a)).length;
-    const nb = shapes.filter((s) => has(s, b)).length;
+    const na = shapes.filter((s) => s.color === a).length;
+    const nb = shapes.filter((s) => s.color === b).length;
     if (na === nb) continue;
-    const word = (v: string) => (byColor ? v : plural(v as ShapeKind));
-    const noun = (v: string) => (byColor ? `${v} shapes` : plural(v as ShapeKind));
     const win = na > nb ? a : b;
-    const cmp = `${na} is ${na > nb ? 'more' : 'less'} than ${nb}`;
-    const countB = slip ? `${nb + 1}. Wait, that is wrong: ${nb}.` : `${nb}.`;
+    const claim = slip
+      ? `So more ${na > nb ? b : a} shapes. Wait, that is wrong: ${na} ${a} and ${nb} ${b}, so more ${win} shapes.`
+      : `So ${na} ${a} and ${nb} ${b}: more ${win} shapes.`;
     const think =
-      `First, count the ${noun(a)}: ${na}. Then count the ${noun(b)}: ${countB} ${cmp}, so there are more ` +
-      `${noun(win)}. Let me look at the image again to check: ${na} ${noun(a)} and ${nb} ${noun(b)}.`;
-    const question = `Are there more ${noun(a)} or ${noun(b)}?`;
-    return { scene: { grid: 3, items: shapes }, question, answer: word(win), think };
+      `First, count the ${a} and ${b} ones: ${tally(shapes, [a, b])}. ${claim} ` +
+      `Let me look at the image again to check: more ${win}.`;
+    const question = `More ${a} shapes or ${b} shapes?`;
+    return { scene: { grid: SHAPE_GRID, items: shapes }, question, answer: win, think, detail: 'colors' };
   }
 }
 
@@ -227,32 +251,37 @@ function addTask(rng: Rng, slip: boolean): Draft {
     ? `${x} + ${y} = ${s + 1}. Wait, that is wrong: ${x} + ${y} = ${s}.`
     : `${x} + ${y} = ${s}.`;
   const think =
-    `First, read the digits: ${x} and ${y}. Then add: ${add} ` +
-    `Let me look at the image again: ${x} and ${y}. Working backwards: ${s} - ${y} = ${x}, correct.`;
-  return { scene: { grid: 2, items }, question: 'What is the sum of the digits?', answer: String(s), think };
+    `First, add the digits: ${add} Let me look at the image again: ${x} and ${y}. ` +
+    `Working backwards: ${s} - ${y} = ${x}, correct.`;
+  return {
+    scene: { grid: 2, items },
+    question: 'What is the sum of the digits?',
+    answer: String(s),
+    think,
+    detail: 'full',
+  };
 }
 
 /** Exactly one shape has the biggest size; shapes of one size have equal area (see render.ts). */
 function largestTask(rng: Rng, slip: boolean): Draft {
-  const n = 2 + rng.int(3);
   const top = 1 + rng.int(2); // index into SIZES: medium or large
-  const shapes = randomShapes(rng, n, SIZES.slice(0, top));
-  shapes[rng.int(n)].size = SIZES[top];
+  const shapes = randomShapes(rng, SIZES.slice(0, top));
+  shapes[rng.int(shapes.length)].size = SIZES[top];
   const order = readingOrder(shapes);
   const big = order.find((s) => s.size === SIZES[top])!;
-  const name = (s: ShapeItem) => `${s.size} ${s.color} ${s.kind}`;
   const other = order.find((s) => s !== big)!;
   const claim = slip
-    ? `The largest is the ${name(other)}. Wait, the ${big.color} ${big.kind} is bigger. The largest is the ${name(big)}.`
-    : `The largest is the ${name(big)}.`;
+    ? `The largest is the ${shapeName(other)}. Wait, the ${big.color} ${big.kind} is bigger.`
+    : `The largest is the ${shapeName(big)}.`;
   const think =
-    `First, compare the sizes: ${order.map(name).join(', ')}. ${claim} ` +
-    `Let me look at the image again to verify: the ${big.color} ${big.kind} is the biggest.`;
+    `First, compare the sizes: the ${SIZES[top]} one is the biggest. ${claim} ` +
+    `Let me look at the image again to verify: the ${big.color} ${big.kind}.`;
   return {
-    scene: { grid: 3, items: shapes },
+    scene: { grid: SHAPE_GRID, items: shapes },
     question: 'Which shape is the largest?',
     answer: big.kind,
     think,
+    detail: 'full',
   };
 }
 
@@ -323,7 +352,7 @@ export function makeProblems(opts: ProblemOptions): Problem[] {
       if (want !== null && answerClass(task, draft) !== want) continue;
       kept[task]++;
     }
-    const description = describeScene(draft.scene);
+    const description = describeScene(draft.scene, { detail: draft.detail });
     out.push({
       id: `${opts.split}-${out.length}`,
       split: opts.split,
@@ -333,7 +362,7 @@ export function makeProblems(opts: ProblemOptions): Problem[] {
       answer: draft.answer,
       description,
       textPrompt: `${description} ${draft.question}`,
-      target: wrap(draft.think, draft.answer),
+      target: wrap(`${description} ${draft.think}`, draft.answer),
     });
   }
   return out;

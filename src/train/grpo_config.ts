@@ -47,6 +47,12 @@ export const grpoDataFields = {
     .string()
     .optional()
     .describe('Folder that image paths in rows are relative to (default: the JSONL file folder)'),
+  responsePrefix: z
+    .string()
+    .default('')
+    .describe(
+      "Text appended to chat prompts ('messages' rows) after the generation prompt, e.g. '<think>' as the ORZ template ends: the reply starts inside it (part of the prompt: not sampled, not rewarded)",
+    ),
   shuffle: z.boolean().default(true).describe('Shuffle the prompts each epoch (seeded by `seed`)'),
 };
 

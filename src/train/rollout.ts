@@ -120,7 +120,7 @@ export function rowToPrompt(row: JsonlRow, o: GrpoConfig['data'], root: string):
   if (isMessages) {
     if (!Array.isArray(v.messages) || v.messages.length === 0)
       throw new Error(`${where}: 'messages' must be a non-empty list`);
-    return { id, prompt: messagesPrompt(v, images, where), images, answer, where };
+    return { id, prompt: messagesPrompt(v, images, where) + (o.responsePrefix ?? ''), images, answer, where };
   }
   const q = firstString(v, o.questionField, ['question', 'problem']);
   if (q === undefined) {

@@ -15,6 +15,7 @@ import {
   problemKey,
   type Scene,
   splitOf,
+  tally,
 } from '../../src/demo/tasks.js';
 import { blobs, readDigit, readImage, shapeOf } from './pixels.js';
 
@@ -61,6 +62,7 @@ describe('makeProblems', () => {
       expect(lastBoxed(p.target)).toBe(p.answer);
       expect(gradeDemo(p.target, p.answer)).toBe(1);
       expect(p.textPrompt).toBe(`${p.description} ${p.question}`);
+      expect(p.target.startsWith(`<think> ${p.description} `)).toBe(true);
     }
     expect(Math.max(...lens)).toBeLessThan(420);
   });
@@ -90,7 +92,7 @@ describe('makeProblems', () => {
 });
 
 describe('describeScene', () => {
-  it('groups equal shapes in reading order and lists digits', () => {
+  it('names every item in reading order (full or colours only) and lists digits', () => {
     const scene: Scene = {
       grid: 3,
       items: [
@@ -99,7 +101,10 @@ describe('describeScene', () => {
         { type: 'shape', kind: 'circle', color: 'red', size: 'small', cell: 8, dx: 0, dy: 0 },
       ],
     };
-    expect(describeScene(scene)).toBe('The picture shows 2 small red circles and 1 large blue square.');
+    expect(describeScene(scene)).toBe(
+      'The picture shows a small red circle, a large blue square and a small red circle.',
+    );
+    expect(describeScene(scene, { detail: 'colors' })).toBe('The picture shows red, blue and red shapes.');
     const digits: Scene = {
       grid: 2,
       items: [
@@ -108,6 +113,24 @@ describe('describeScene', () => {
       ],
     };
     expect(describeScene(digits)).toBe('The picture shows the digits 4 and 7.');
+  });
+});
+
+describe('tally', () => {
+  it('is a running count per asked colour, one step per shape in reading order', () => {
+    const shapes = (['red', 'blue', 'red', 'green'] as const).map((color, cell) => ({
+      type: 'shape' as const,
+      kind: 'circle' as const,
+      color,
+      size: 'small' as const,
+      cell,
+      dx: 0,
+      dy: 0,
+    }));
+    expect(tally(shapes, ['red'])).toBe('0 red; red: 1 red; blue: 1 red; red: 2 red; green: 2 red');
+    expect(tally([...shapes].reverse(), ['blue', 'green'])).toBe(
+      '0 blue 0 green; red: 0 blue 0 green; blue: 1 blue 0 green; red: 1 blue 0 green; green: 1 blue 1 green',
+    );
   });
 });
 
@@ -142,30 +165,27 @@ async function answerFromImage(p: Problem, png: Buffer): Promise<string> {
     )!;
     return String(shapes.filter((b) => (!m[1] || b.cls === m[1]) && matches(b, m[2])).length);
   }
-  const m = /^Are there more (\w+)(?: shapes)? or (\w+)(?: shapes)?\?$/.exec(p.question)!;
+  const m = /^More (\w+)(?: shapes)? or (\w+)(?: shapes)?\?$/.exec(p.question)!;
   const na = shapes.filter((b) => matches(b, m[1])).length;
   const nb = shapes.filter((b) => matches(b, m[2])).length;
   return na > nb ? m[1] : m[2];
 }
 
-/** "2 small red circles" groups recomputed from the image: colour+shape -> count. */
-async function countsFromImage(png: Buffer): Promise<Record<string, number>> {
-  const out: Record<string, number> = {};
+/** The shapes recomputed from the image, in reading order (row by row): colour, or "colour kind". */
+async function itemsFromImage(png: Buffer, withKind: boolean): Promise<string[]> {
   const img = await readImage(png);
-  for (const b of blobs(img).filter((x) => x.cls !== 'dark')) {
-    const k = `${b.cls} ${shapeOf(img, b)}`;
-    out[k] = (out[k] ?? 0) + 1;
-  }
-  return out;
+  const found = blobs(img).filter((x) => x.cls !== 'dark');
+  const row = (b: (typeof found)[number]) => Math.round((b.y0 + b.h / 2) / (img.h / 4));
+  return found
+    .sort((a, b) => row(a) - row(b) || a.x0 - b.x0)
+    .map((b) => (withKind ? `${b.cls} ${shapeOf(img, b)}` : b.cls));
 }
 
-function countsFromDescription(d: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of d.matchAll(/(\d+) (?:small|medium|large) (red|green|blue) (circle|square|triangle)s?/g)) {
-    const k = `${m[2]} ${m[3]}`;
-    out[k] = (out[k] ?? 0) + Number(m[1]);
-  }
-  return out;
+/** The same list from a description: "a small red circle, ..." -> "red circle"; "red, blue ... shapes" -> "red". */
+function itemsFromDescription(d: string): string[] {
+  const full = [...d.matchAll(/a (?:small|medium|large) (red|green|blue) (circle|square|triangle)/g)];
+  if (full.length) return full.map((m) => `${m[1]} ${m[2]}`);
+  return [...d.matchAll(/\b(red|green|blue)\b/g)].map((m) => m[1]);
 }
 
 describe('rendered images agree with the answers (independent pixel reading)', () => {
@@ -181,8 +201,12 @@ describe('rendered images agree with the answers (independent pixel reading)', (
         const meta = await import('sharp').then((s) => s.default(p.image).metadata());
         expect([meta.width, meta.height, meta.channels]).toEqual([px, px, 3]);
         expect(await answerFromImage(p, p.image), `${p.id} ${p.question} ${p.description}`).toBe(p.answer);
-        if (p.task !== 'add')
-          expect(await countsFromImage(p.image), p.id).toEqual(countsFromDescription(p.description));
+        if (p.task !== 'add') {
+          // Kinds only from 84 px: at 56 px a small circle is 8 px across and this reader's fill test calls it a square.
+          const withKind = p.task === 'largest' && px >= 84;
+          const described = itemsFromDescription(p.description).map((x) => (withKind ? x : x.split(' ')[0]));
+          expect(await itemsFromImage(p.image, withKind), p.id).toEqual(described);
+        }
       }
     });
   }
@@ -197,17 +221,19 @@ describe('rendered images agree with the answers (independent pixel reading)', (
     }
   });
 
-  it('equal size class means equal area across shapes (within 25%)', async () => {
-    const areas: number[] = [];
-    for (const kind of ['circle', 'square', 'triangle'] as const) {
-      const scene: Scene = {
-        grid: 3,
-        items: [{ type: 'shape', kind, color: 'blue', size: 'large', cell: 4, dx: 0, dy: 0 }],
-      };
-      areas.push(blobs(await readImage(await renderScene(scene, 84)))[0].area);
-    }
-    console.log('large circle/square/triangle areas at 84 px:', areas);
-    expect(Math.max(...areas) / Math.min(...areas)).toBeLessThan(1.25);
+  it('a bigger size class always has the larger area, whatever the kinds (largest is unambiguous)', async () => {
+    const area: Record<string, number[]> = { small: [], medium: [], large: [] };
+    for (const size of ['small', 'medium', 'large'] as const)
+      for (const kind of ['circle', 'square', 'triangle'] as const) {
+        const scene: Scene = {
+          grid: 2,
+          items: [{ type: 'shape', kind, color: 'blue', size, cell: 0, dx: 0, dy: 0 }],
+        };
+        area[size].push(blobs(await readImage(await renderScene(scene, 56)))[0].area);
+      }
+    console.log('areas (circle, square, triangle) at 56 px:', area);
+    expect(Math.min(...area.medium)).toBeGreaterThan(Math.max(...area.small));
+    expect(Math.min(...area.large)).toBeGreaterThan(Math.max(...area.medium));
   });
 
   it('rejects a bad image size', () => {
@@ -236,13 +262,13 @@ describe('writeDemoJsonl', () => {
     }
     for (const [i, r] of read('rl.jsonl').entries()) {
       expect(MessagesRow.safeParse(r).success).toBe(true);
-      expect(r.messages[0].content).toBe(ps[i].question);
+      expect(r.messages[0].content).toEqual([{ type: 'image' }, { type: 'text', text: ps[i].question }]);
       expect(r.answer).toBe(ps[i].answer);
       const png = readFileSync(path.join(dir, r.image));
       expect(await answerFromImage(ps[i], png)).toBe(ps[i].answer);
     }
     await expect(writeDemoJsonl(path.join(dir, 'x.jsonl'), ps, { mode: 'video' as any })).rejects.toThrow(
-      /mode must be 'text' or 'image'/,
+      /mode must be one of text, image, caption, echo/,
     );
   });
 });
@@ -256,12 +282,12 @@ describe('answer balancing', () => {
     expect(compare.slice(0, 4)).toEqual(['first', 'second', 'first', 'second']);
     expect(compare.filter((c) => c === 'first')).toHaveLength(15);
     // the classes are read from the text: the answer is the first or the second option named in the question
-    expect(
-      answerClass('compare', { question: 'Are there more red shapes or blue shapes?', answer: 'blue' }),
-    ).toBe('second');
-    expect(
-      answerClass('compare', { question: 'Are there more circles or squares?', answer: 'circles' }),
-    ).toBe('first');
+    expect(answerClass('compare', { question: 'More red shapes or blue shapes?', answer: 'blue' })).toBe(
+      'second',
+    );
+    expect(answerClass('compare', { question: 'More green shapes or red shapes?', answer: 'green' })).toBe(
+      'first',
+    );
     expect(answerClass('add', { question: 'What is the sum of the digits?', answer: '7' })).toBeNull();
   });
 

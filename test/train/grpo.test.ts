@@ -268,6 +268,17 @@ describe('prompt rows and the prompt stream', () => {
       rowToPrompt({ file: 'p.jsonl', line: 2, value: { ...v, choices: 'red' } }, data, '/'),
     ).toThrow(/p.jsonl:2: 'choices' must be a list/);
   });
+  it('responsePrefix is appended to chat prompts after the generation prompt', () => {
+    const v = { messages: [{ role: 'user', content: 'Hi?' }], answer: '1' };
+    const plain = rowToPrompt({ file: 'p.jsonl', line: 1, value: v }, data, '/');
+    const pre = rowToPrompt(
+      { file: 'p.jsonl', line: 1, value: v },
+      { ...data, responsePrefix: '<think>' },
+      '/',
+    );
+    expect(plain.prompt.endsWith('<|im_start|>assistant\n')).toBe(true);
+    expect(pre.prompt).toBe(`${plain.prompt}<think>`);
+  });
   it('rows without a question name the field to set', () => {
     expect(() => rowToPrompt({ file: 'p.jsonl', line: 5, value: { answer: '1' } }, data, '/')).toThrow(
       /p.jsonl:5: no question.*data.questionField/,
