@@ -16,7 +16,7 @@ import type { QwenTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
 import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import type { VisualProblem } from './render.js';
-import { CAPTION_PROMPT, gradeDemo, makeProblems, type Problem, TASK_KINDS } from './tasks.js';
+import { CAPTION_PROMPT, captionReply, gradeDemo, makeProblems, type Problem, TASK_KINDS } from './tasks.js';
 
 /**
  * Every rendered demo conversation (text and image versions, 400 problems per split, all task kinds) plus the
@@ -39,7 +39,9 @@ export function demoCorpus(): string[] {
         content: [{ type: 'image' }, { type: 'text', text: CAPTION_PROMPT }],
       };
       out.push(
-        renderChat([caption, { role: 'assistant', content: p.description }], { addGenerationPrompt: false }),
+        renderChat([caption, { role: 'assistant', content: captionReply(p.description) }], {
+          addGenerationPrompt: false,
+        }),
       );
       const echo: ChatMessage = { role: 'user', content: `${p.description} ${CAPTION_PROMPT}` };
       out.push(
@@ -187,12 +189,18 @@ export interface CaptionEvalResult {
   rows: { id: string; description: string; caption: string; itemsRight: number; items: number }[];
 }
 
-/** The items of a description in order: "The picture shows a x, a y and a z." -> ["a x", "a y", "a z"]. */
+/**
+ * The items of a description in order.
+ * @example descriptionItems('The picture shows red, blue and red shapes.') // ['red', 'blue', 'red']
+ */
 export function descriptionItems(text: string): string[] {
   return text
     .trim()
+    .replace(/^<think>\s*/, '')
+    .replace(/\s*<\/think>$/, '')
     .replace(/^The picture shows /, '')
     .replace(/\.$/, '')
+    .replace(/ shapes?$/, '')
     .split(/, | and /)
     .filter((s) => s.length > 0);
 }
@@ -233,7 +241,11 @@ export async function evalCaptions(
   }
   const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((a, r) => a + f(r), 0);
   return {
-    exact: rows.length ? sum((r) => (r.caption === r.description ? 1 : 0)) / rows.length : 0,
+    exact: rows.length
+      ? sum((r) =>
+          descriptionItems(r.caption).join('|') === descriptionItems(r.description).join('|') ? 1 : 0,
+        ) / rows.length
+      : 0,
     itemAccuracy: sum((r) => r.items) ? sum((r) => r.itemsRight) / sum((r) => r.items) : 0,
     rows,
   };

@@ -11,6 +11,7 @@ import { Rng } from '../util/rng.js';
 import {
   CAPTION_PROMPT,
   type Color,
+  captionReply,
   type DigitItem,
   type Item,
   makeProblems,
@@ -189,8 +190,8 @@ export type DemoRowMode = (typeof DEMO_ROW_MODES)[number];
 function turns(p: Problem, mode: DemoRowMode): [string, string] {
   if (mode === 'text') return [p.textPrompt, p.target];
   if (mode === 'image') return [p.question, p.target];
-  if (mode === 'echo') return [`${p.description} ${CAPTION_PROMPT}`, p.description];
-  return [CAPTION_PROMPT, p.description];
+  if (mode === 'echo') return [`${p.description} ${CAPTION_PROMPT}`, captionReply(p.description)];
+  return [CAPTION_PROMPT, captionReply(p.description)];
 }
 
 /**

@@ -165,7 +165,7 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
         ]),
       },
       {
-        name: 'Held-out answers given, by task (gold answers are balanced: see makeProblems)',
+        name: 'Held-out answers given, by task (compare winners are balanced first/second option: see makeProblems)',
         columns: ['model', 'input', ...TASK_KINDS],
         rows: (
           [

@@ -91,6 +91,14 @@ function wantedClass(task: TaskKind, k: number): string | null {
 /** The user turn of the stage-0 captioning rows (the base model's perception pre-training); 7 tokens like the questions. */
 export const CAPTION_PROMPT = 'Describe the shapes in this picture.';
 
+/**
+ * The base model's reply to CAPTION_PROMPT: the description inside a think block. Captions and the cold-start chains
+ * then begin with the same tokens (`<think> The picture shows`), so after the `<think>` every reply starts with, a
+ * model that learned to caption images goes on describing the image it is asked about instead of stopping.
+ * @example captionReply('The picture shows red and blue shapes.') // '<think> The picture shows red and blue shapes. </think>'
+ */
+export const captionReply = (description: string): string => `<think> ${description} </think>`;
+
 /** One in EVAL_MODULUS content hashes goes to eval (20%). */
 const EVAL_MODULUS = 5;
 

@@ -14,7 +14,7 @@ import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.j
 import { demoTokenizer } from '../../src/demo/eval.js';
 import { DEMO_MODEL_CONFIG, demoReward } from '../../src/demo/pipeline.js';
 import { answerCounts } from '../../src/demo/report.js';
-import { gradeDemo, makeProblems } from '../../src/demo/tasks.js';
+import { CAPTION_PROMPT, gradeDemo, makeProblems } from '../../src/demo/tasks.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 
@@ -137,7 +137,26 @@ describe('ovr-train demo --quick', () => {
       );
     }
 
-    for (const stage of ['sft', 'rl']) {
+    const pre = readJsonl(path.join(out, 'pretrain', 'log.jsonl'));
+    expect(pre.map((r) => r.step)).toEqual([...Array(opts.pretrain.steps).keys()].map((k) => k + 1));
+    // stage-1 data: text renderings (no image) + replayed stage-0 rows, every image row a caption row
+    for (const r of readJsonl(path.join(out, 'data', 'sft.jsonl'))) {
+      if (r.image === undefined) continue;
+      expect(r.messages[0].content).toEqual([{ type: 'image' }, { type: 'text', text: CAPTION_PROMPT }]);
+      expect(existsSync(path.join(out, 'data', r.image))).toBe(true);
+    }
+    for (const [file, key] of [
+      ['base_captions.jsonl', 'base'],
+      ['rl_captions.jsonl', 'rl'],
+    ] as const) {
+      const rows = readJsonl(path.join(out, 'eval', file));
+      expect(rows).toHaveLength(opts.evalCount);
+      const items = rows.reduce((a: number, r: { items: number }) => a + r.items, 0);
+      const right = rows.reduce((a: number, r: { itemsRight: number }) => a + r.itemsRight, 0);
+      expect(summary.captionItemAccuracy[key]).toBeCloseTo(right / items, 12);
+    }
+
+    for (const stage of ['base', 'sft', 'rl']) {
       const dir = path.join(out, 'checkpoints', stage);
       for (const f of ['model.safetensors', 'config.json', 'compact_vocab.json'])
         expect(existsSync(path.join(dir, f))).toBe(true);

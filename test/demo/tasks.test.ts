@@ -4,9 +4,17 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { detectBehaviors } from '../../src/analysis/behaviors.js';
 import { MessagesRow } from '../../src/data/dataset.js';
-import { makeVisualProblems, renderScene, sceneToSvg, writeDemoJsonl } from '../../src/demo/render.js';
+import { descriptionItems } from '../../src/demo/eval.js';
+import {
+  makeVisualProblems,
+  mixDemoJsonl,
+  renderScene,
+  sceneToSvg,
+  writeDemoJsonl,
+} from '../../src/demo/render.js';
 import {
   answerClass,
+  CAPTION_PROMPT,
   describeScene,
   gradeDemo,
   lastBoxed,
@@ -270,6 +278,56 @@ describe('writeDemoJsonl', () => {
     await expect(writeDemoJsonl(path.join(dir, 'x.jsonl'), ps, { mode: 'video' as any })).rejects.toThrow(
       /mode must be one of text, image, caption, echo/,
     );
+  });
+});
+
+describe('caption, echo and mixed rows', () => {
+  it('caption rows show the image then the instruction; echo rows give the scene in words; mixing keeps every row', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ovr-demo-'));
+    const ps = makeProblems({ seed: 4, split: 'train', count: 6, tasks: ['count', 'compare'] });
+    const cap = await writeDemoJsonl(path.join(dir, 'cap.jsonl'), ps, { mode: 'caption', imageSize: 56 });
+    const echo = await writeDemoJsonl(path.join(dir, 'echo.jsonl'), ps, { mode: 'echo' });
+    for (const [i, r] of cap.entries()) {
+      expect(MessagesRow.safeParse(r).success).toBe(true);
+      expect(r.messages[0].content).toEqual([{ type: 'image' }, { type: 'text', text: CAPTION_PROMPT }]);
+      expect(r.messages[1].content).toBe(`<think> ${ps[i].description} </think>`);
+      expect(r.image).toBe(`images/cap-${ps[i].id}.png`);
+      expect(readFileSync(path.join(dir, r.image!)).subarray(1, 4).toString()).toBe('PNG');
+    }
+    for (const [i, r] of echo.entries()) {
+      expect(r.messages[0].content).toBe(`${ps[i].description} ${CAPTION_PROMPT}`);
+      expect(r.messages[1].content).toBe(`<think> ${ps[i].description} </think>`);
+      expect(r.image).toBeUndefined();
+    }
+    const mixed = await mixDemoJsonl(path.join(dir, 'mix.jsonl'), [...cap, ...echo], 1);
+    const key = (r: object) => JSON.stringify(r);
+    expect(mixed.map(key).sort()).toEqual([...cap, ...echo].map(key).sort());
+    expect(mixed.map(key)).not.toEqual([...cap, ...echo].map(key));
+    expect(
+      readFileSync(path.join(dir, 'mix.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual(mixed);
+    const again = await mixDemoJsonl(path.join(dir, 'mix2.jsonl'), [...cap, ...echo], 1);
+    expect(again).toEqual(mixed);
+  });
+
+  it('descriptionItems splits a description into its items in order', () => {
+    expect(descriptionItems('The picture shows red, blue, red and green shapes.')).toEqual([
+      'red',
+      'blue',
+      'red',
+      'green',
+    ]);
+    expect(descriptionItems('<think> The picture shows red and blue shapes. </think>')).toEqual([
+      'red',
+      'blue',
+    ]);
+    expect(descriptionItems('The picture shows a small red circle and a large blue square.')).toEqual([
+      'a small red circle',
+      'a large blue square',
+    ]);
   });
 });
 
