@@ -7,10 +7,10 @@ export * from './analysis/behaviors.js';
 
 // backend: tfjs backend selection (cpu | wasm | webgpu) and our kernel patches.
 export * from './backend/index.js';
-
+// Opt-in, experimental: tfjs-wasm threads under Node (patches tfjs-backend-wasm 4.22.0 internals).
+export { enableWasmThreads } from './backend/wasm_threads.js';
 // cli: argument parsing shared by the ovr-train commands (flags > --config file > schema defaults).
 export * from './cli/args.js';
-
 // data: chat template, JSONL datasets, images (smart resize, patches), processor, prompt templates, tokenizer.
 // chat: IGNORE_INDEX (-100) is left to model/loss.js, which exports the same value.
 export {
@@ -32,19 +32,23 @@ export * from './data/processor.js';
 export * from './data/resize.js';
 export * from './data/templates.js';
 export * from './data/tokenizer.js';
-
 // demo: demo vocabulary/eval, the demo pipeline (ovr-train demo), rendering and synthetic visual tasks.
 export {
+  type CaptionEvalResult,
+  DEMO_RESPONSE_PREFIX,
   type DemoBatch,
   type DemoEvalResult,
   type DemoEvalRow,
   demoCorpus,
   demoTokenizer,
+  descriptionItems,
+  evalCaptions,
   evalDemo,
   promptBatch as demoPromptBatch,
 } from './demo/eval.js';
 export {
   DEMO_MODEL_CONFIG,
+  DEMO_TASKS,
   type DemoOptions,
   type DemoSummary,
   demoDefaults,
@@ -55,8 +59,11 @@ export {
   type SftStageOptions,
 } from './demo/pipeline.js';
 export {
+  DEMO_ROW_MODES,
   type DemoRow,
+  type DemoRowMode,
   makeVisualProblems,
+  mixDemoJsonl,
   renderProblems,
   renderScene,
   sceneToSvg,
@@ -65,6 +72,8 @@ export {
 } from './demo/render.js';
 // tasks.ts' lastBoxed/normalizeAnswer stay internal: reward/ owns the public answer extraction.
 export {
+  CAPTION_PROMPT,
+  captionReply,
   describeScene,
   gradeDemo,
   makeProblems,
@@ -72,9 +81,11 @@ export {
   type ProblemOptions,
   problemKey,
   type Scene,
+  SHAPE_GRID,
   splitOf,
   TASK_KINDS,
   type TaskKind,
+  tally,
 } from './demo/tasks.js';
 
 // eval: benchmark data and eval harness (ovr-train eval).

@@ -43,6 +43,9 @@ function usage(): string {
     '',
     'Commands:',
     ...rows,
+    '',
+    'Environment: OVR_BACKEND=auto|wasm|cpu|webgpu|tensorflow picks the tfjs backend;',
+    '  OVR_WASM_THREADS=2 (experimental) runs tfjs-wasm on 2 threads (patches tfjs internals; docs/performance.md).',
   ].join('\n');
 }
 
@@ -57,6 +60,17 @@ export async function main(argv: string[]): Promise<number> {
   if (!cmd) {
     console.error(`ovr-train: unknown command '${name}'.\n\n${usage()}`);
     return 2;
+  }
+  const threads = process.env.OVR_WASM_THREADS?.trim();
+  if (threads && threads !== '1') {
+    // Opt-in, experimental: tfjs-wasm's threaded build under Node (docs/performance.md); before any backend init.
+    const { enableWasmThreads } = await import('../backend/wasm_threads.js');
+    try {
+      enableWasmThreads(Number(threads));
+    } catch (e) {
+      console.error(`ovr-train: OVR_WASM_THREADS=${threads}: ${(e as Error).message}`);
+      return 2;
+    }
   }
   const run = await cmd.load();
   return run(rest);
