@@ -126,7 +126,7 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
       maxGradNorm: 1,
     },
     echoFraction: 0.3,
-    replayFraction: 0.25,
+    replayFraction: 0.05,
     replayEchoFraction: 0.15,
     sft: {
       steps: quick ? 3 : 300,
@@ -328,10 +328,11 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
     ],
     o.seed,
   );
-  // Stage 1 mix: the text renderings + a replay of stage-0 rows (captions and echo; no task question is ever asked
-  // about an image, so the reasoning data stay text-only). Without the replay the tiny model forgets how to read
-  // images; with captions alone it learns "image -> caption" and answers image questions with a caption. Echo rows
-  // (text + the caption instruction) make the instruction, not the modality, decide the kind of reply.
+  // Stage 1 mix: the text renderings + a small replay of stage-0 rows (captions and echo; no task question is ever
+  // asked about an image, so the reasoning data stay text-only). Measured (seed 0): no replay -> the model forgets how
+  // to read images (caption item accuracy 1.00 -> 0.00); 25% captions -> it keeps seeing but answers every image
+  // question with a caption (image accuracy 0.00); echo-only -> perception degrades (0.03); 5% captions + 15% echo ->
+  // perception kept and the text reasoning carries over to images (0.125 before any RL).
   const replay = (seed: number, fraction: number) =>
     makeProblems({ seed, split: 'train', count: Math.round(sftProblems.length * fraction), tasks });
   await mixDemoJsonl(
