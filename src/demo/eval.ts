@@ -140,6 +140,42 @@ export function summarizeEval(rows: DemoEvalRow[]): DemoEvalResult {
 }
 
 /**
+ * Greedy replies of the model to demo prompts, in batches of `batchSize`: each problem with its decoded reply
+ * (special tokens dropped, `prefix` kept in front) and its generated token count.
+ */
+async function greedyReplies<P extends Problem | VisualProblem>(
+  model: Qwen2_5_VL,
+  ps: readonly P[],
+  mode: 'text' | 'image',
+  ct: CompactTokenizer,
+  opts: { maxNewTokens: number; batchSize?: number; prefix?: string },
+): Promise<{ p: P; text: string; tokens: number }[]> {
+  const out: { p: P; text: string; tokens: number }[] = [];
+  const bs = opts.batchSize ?? 32;
+  const prefix = opts.prefix ?? '';
+  for (let i = 0; i < ps.length; i += bs) {
+    const chunk = ps.slice(i, i + bs);
+    const batch = await promptBatch(chunk, mode, ct, prefix);
+    try {
+      const gen = await generate(model, batch, {
+        maxNewTokens: opts.maxNewTokens,
+        greedy: true,
+        allowedVocab: ct.textEnd,
+        eosIds: [ct.special.eos],
+        padId: ct.special.pad,
+      });
+      chunk.forEach((p, j) => {
+        const text = prefix + ct.decode(gen.tokens[j], { skipSpecialTokens: true });
+        out.push({ p, text, tokens: gen.tokens[j].length });
+      });
+    } finally {
+      batch.pixelValues?.dispose();
+    }
+  }
+  return out;
+}
+
+/**
  * Greedy pass@1 of the model on demo problems (images or text renderings), in batches.
  * @example const r = await evalDemo(model, evalSet, 'image', ct, { maxNewTokens: 110 }); r.accuracy
  */
@@ -150,35 +186,17 @@ export async function evalDemo(
   ct: CompactTokenizer,
   opts: { maxNewTokens: number; batchSize?: number },
 ): Promise<DemoEvalResult> {
-  const rows: DemoEvalRow[] = [];
-  const bs = opts.batchSize ?? 32;
-  for (let i = 0; i < ps.length; i += bs) {
-    const chunk = ps.slice(i, i + bs);
-    const batch = await promptBatch(chunk, mode, ct, DEMO_RESPONSE_PREFIX);
-    try {
-      const out = await generate(model, batch, {
-        maxNewTokens: opts.maxNewTokens,
-        greedy: true,
-        allowedVocab: ct.textEnd,
-        eosIds: [ct.special.eos],
-        padId: ct.special.pad,
-      });
-      chunk.forEach((p, j) => {
-        const completion = DEMO_RESPONSE_PREFIX + ct.decode(out.tokens[j], { skipSpecialTokens: true });
-        rows.push({
-          id: p.id,
-          task: p.task,
-          answer: p.answer,
-          completion,
-          reward: gradeDemo(completion, p.answer),
-          tokens: out.tokens[j].length,
-        });
-      });
-    } finally {
-      batch.pixelValues?.dispose();
-    }
-  }
-  return summarizeEval(rows);
+  const replies = await greedyReplies(model, ps, mode, ct, { ...opts, prefix: DEMO_RESPONSE_PREFIX });
+  return summarizeEval(
+    replies.map(({ p, text, tokens }) => ({
+      id: p.id,
+      task: p.task,
+      answer: p.answer,
+      completion: text,
+      reward: gradeDemo(text, p.answer),
+      tokens,
+    })),
+  );
 }
 
 export interface CaptionEvalResult {
@@ -215,38 +233,24 @@ export async function evalCaptions(
   ct: CompactTokenizer,
   opts: { maxNewTokens?: number; batchSize?: number } = {},
 ): Promise<CaptionEvalResult> {
-  const rows: CaptionEvalResult['rows'] = [];
-  const bs = opts.batchSize ?? 32;
-  for (let i = 0; i < ps.length; i += bs) {
-    const chunk = ps.slice(i, i + bs).map((p) => ({ ...p, question: CAPTION_PROMPT }));
-    const batch = await promptBatch(chunk, 'image', ct);
-    try {
-      const out = await generate(model, batch, {
-        maxNewTokens: opts.maxNewTokens ?? 48,
-        greedy: true,
-        allowedVocab: ct.textEnd,
-        eosIds: [ct.special.eos],
-        padId: ct.special.pad,
-      });
-      chunk.forEach((p, j) => {
-        const caption = ct.decode(out.tokens[j], { skipSpecialTokens: true }).trim();
-        const want = descriptionItems(p.description);
-        const got = descriptionItems(caption);
-        const itemsRight = want.filter((w, k) => got[k] === w).length;
-        rows.push({ id: p.id, description: p.description, caption, itemsRight, items: want.length });
-      });
-    } finally {
-      batch.pixelValues?.dispose();
-    }
-  }
+  const asked = ps.map((p) => ({ ...p, question: CAPTION_PROMPT }));
+  const replies = await greedyReplies(model, asked, 'image', ct, {
+    maxNewTokens: opts.maxNewTokens ?? 48,
+    batchSize: opts.batchSize,
+  });
+  const rows = replies.map(({ p, text }) => {
+    const caption = text.trim();
+    const want = descriptionItems(p.description);
+    const got = descriptionItems(caption);
+    const itemsRight = want.filter((w, k) => got[k] === w).length;
+    return { id: p.id, description: p.description, caption, itemsRight, items: want.length, got: got.length };
+  });
   const sum = (f: (r: (typeof rows)[number]) => number) => rows.reduce((a, r) => a + f(r), 0);
   return {
     exact: rows.length
-      ? sum((r) =>
-          descriptionItems(r.caption).join('|') === descriptionItems(r.description).join('|') ? 1 : 0,
-        ) / rows.length
+      ? sum((r) => (r.itemsRight === r.items && r.got === r.items ? 1 : 0)) / rows.length
       : 0,
     itemAccuracy: sum((r) => r.items) ? sum((r) => r.itemsRight) / sum((r) => r.items) : 0,
-    rows,
+    rows: rows.map(({ got: _got, ...r }) => r),
   };
 }
