@@ -275,3 +275,13 @@ const INDEX: OpCase[] = [
 ];
 
 export const OP_CASES: readonly OpCase[] = [...MATMUL, ...NORM_ACT, ...SHAPE, ...INDEX];
+
+/** The wasm kernel patches the library installs, in install order (written out here, not read from src). */
+export const WASM_PATCH_NAMES = [
+  'wasm.UnsortedSegmentSum',
+  'wasm.BatchMatMul',
+  'wasm._FusedMatMul',
+  'wasm.Slice',
+  'wasm.Identity',
+  'wasm.Cast',
+];
