@@ -13,7 +13,11 @@ import type { QwenTokenizer } from './tokenizer.js';
 export const IGNORE_INDEX = -100;
 
 export type ContentPart =
-  | { type: 'text'; text: string }
+  /**
+   * `train: false` on a text part of an assistant reply makes it context, not target: it stays in the input but carries
+   * no loss (e.g. a given opening of the reply that the model should continue from but not learn to produce).
+   */
+  | { type: 'text'; text: string; train?: boolean }
   /** `image` may be omitted when the image is passed separately (processor `images` option). */
   | { type: 'image'; image?: ImageInput };
 
@@ -113,8 +117,39 @@ export interface RenderedChat {
 }
 
 /**
+ * Train spans of one assistant reply rendered at `start` as `rendered` (+ `<|im_end|>`): the whole reply, minus its
+ * `train: false` text parts. Such parts need a reply made of text parts only, rendered verbatim one after another.
+ */
+function replySpans(m: ChatMessage, i: number, start: number, rendered: string): [number, number][] {
+  const end = start + rendered.length + '<|im_end|>'.length;
+  const parts = typeof m.content === 'string' ? [] : m.content;
+  if (!parts.some((p) => p.type === 'text' && p.train === false)) return [[start, end]];
+  const texts = parts.map((p) => (p.type === 'text' ? p.text : null));
+  if (texts.some((t) => t === null) || texts.join('') !== rendered) {
+    throw new Error(
+      `assistant message ${i}: parts with train: false need a reply of text parts only, which the template renders ` +
+        'verbatim; drop the image parts from this reply or mark none of its parts train: false',
+    );
+  }
+  const spans: [number, number][] = [];
+  let at = start;
+  for (const p of parts as { text: string; train?: boolean }[]) {
+    if (p.train !== false && p.text.length > 0) {
+      const last = spans.at(-1);
+      if (last && last[1] === at) last[1] = at + p.text.length;
+      else spans.push([at, at + p.text.length]);
+    }
+    at += p.text.length;
+  }
+  const last = spans.at(-1);
+  if (last && last[1] === at) last[1] = end;
+  else spans.push([at, end]);
+  return spans;
+}
+
+/**
  * Render a conversation and locate every assistant reply: span = reply content + `<|im_end|>` (the
- * following newline is not trained). Throws if the template does not render prefixes as prefixes.
+ * following newline is not trained), minus the reply's text parts marked `train: false`. Throws if the template does not render prefixes as prefixes.
  * @example renderChatWithSpans(msgs).trainSpans // [[start, end]] of 'Paris.<|im_end|>'
  */
 export function renderChatWithSpans(
@@ -134,7 +169,7 @@ export function renderChatWithSpans(
           'prefix (plus the generation prompt) as a prefix of the whole text. Start conversations with a system or user message.',
       );
     }
-    trainSpans.push([before.length, through.length - 1]);
+    trainSpans.push(...replySpans(m, i, before.length, through.slice(before.length, -close.length)));
   });
   return { text, trainSpans };
 }

@@ -74,7 +74,7 @@ export async function readJsonl(file: string, opts: { limit?: number } = {}): Pr
 }
 
 const Part = z.union([
-  z.object({ type: z.literal('text'), text: z.string() }),
+  z.object({ type: z.literal('text'), text: z.string(), train: z.boolean().optional() }),
   z.object({ type: z.literal('image'), image: z.string().optional() }),
 ]);
 const Message = z.object({

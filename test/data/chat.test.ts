@@ -141,6 +141,57 @@ describe('assistant label mask', () => {
     const trained = ids.filter((_, j) => labels[j] !== IGNORE_INDEX);
     expect(tok.decode(trained)).toBe('\n\n\nHello<|im_end|>');
   });
+  it('text parts marked train: false stay in the input without loss (literal ids)', () => {
+    const { ids, labels } = labelsOf([
+      { role: 'user', content: 'What is 2 plus 2?' },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'Hello', train: false },
+          { type: 'text', text: ' world' },
+        ],
+      },
+    ]);
+    // Same ids as the plain 'Hello world' reply: marking a part changes the labels, never the tokens.
+    expect(ids).toEqual([...SYS_IDS, ...USER_2PLUS2, ...ASSISTANT_HEADER, 9707, 1879, 151645, 198]);
+    expect(labels).toEqual([...ign(28), 1879, 151645, IGNORE_INDEX]);
+    // A given part in the middle; the trained runs decode to the parts around it.
+    const mid = labelsOf([
+      { role: 'user', content: 'q' },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: '<think> a' },
+          { type: 'text', text: ' b c', train: false },
+          { type: 'text', text: ' d </think>' },
+        ],
+      },
+    ]);
+    const runs: string[] = [];
+    mid.labels.forEach((l, j) => {
+      if (l === IGNORE_INDEX) return;
+      if (j === 0 || mid.labels[j - 1] === IGNORE_INDEX) runs.push('');
+      runs[runs.length - 1] += tok.decode([l]);
+    });
+    expect(runs).toEqual(['<think> a', ' d </think><|im_end|>']);
+    // A fully given reply trains only its <|im_end|>.
+    const given = labelsOf([
+      { role: 'user', content: 'q' },
+      { role: 'assistant', content: [{ type: 'text', text: 'Hello', train: false }] },
+    ]);
+    expect(given.labels.filter((l) => l !== IGNORE_INDEX)).toEqual([151645]);
+  });
+  it('train: false beside an image part in a reply is refused, naming the message', () => {
+    expect(() =>
+      renderChatWithSpans([
+        { role: 'user', content: 'q' },
+        {
+          role: 'assistant',
+          content: [{ type: 'image' }, { type: 'text', text: 'x', train: false }],
+        },
+      ]),
+    ).toThrow(/assistant message 1: parts with train: false need a reply of text parts only/);
+  });
   it('no assistant message -> no labels; assistant first -> clear error', () => {
     expect(labelsOf([{ role: 'user', content: 'Hello' }]).labels.every((l) => l === IGNORE_INDEX)).toBe(true);
     expect(() => renderChatWithSpans([{ role: 'assistant', content: 'x' }])).toThrow(

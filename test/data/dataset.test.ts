@@ -170,6 +170,28 @@ describe('adapters on the shared datasets', () => {
       },
       { role: 'assistant', content: 'a cat' },
     ];
+    const given = [
+      { role: 'user', content: 'q' },
+      {
+        role: 'assistant',
+        content: [
+          { type: 'text', text: 'seen', train: false },
+          { type: 'text', text: ' said' },
+        ],
+      },
+    ];
+    expect(rowToExample(row({ messages: given }), OPTS, '/data').messages[1].content).toEqual(
+      given[1].content,
+    );
+    expect(() =>
+      rowToExample(
+        row({
+          messages: [given[0], { role: 'assistant', content: [{ type: 'text', text: 'x', train: 'no' }] }],
+        }),
+        OPTS,
+        '/data',
+      ),
+    ).toThrow(/^m\.jsonl:7: messages\.1\.content: /);
     const ex2 = rowToExample(row({ messages: inline }), OPTS, '/data');
     expect(ex2.images).toEqual(['/data/img/c.png']);
     expect((ex2.messages[0].content as any[])[0]).toEqual({ type: 'image', image: '/data/img/c.png' });
