@@ -11,7 +11,7 @@
 // ascending Qwen order, then unused filler slots, then V-5 `<unk>`, V-4 `<|vision_start|>`, V-3 `<|vision_end|>`,
 // V-2 `<|image_pad|>`, V-1 `<|video_pad|>`. Everything from `textEnd` up can never be a sensible generated token,
 // so pass `textEnd` as generate's `allowedVocab`.
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { EncodingWithOffsets, QwenTokenizer, SpecialIds } from './tokenizer.js';
 
@@ -235,9 +235,10 @@ export class CompactTokenizer {
     }
   }
 
-  /** Writes `compact_vocab.json` into `dir` (next to a checkpoint). */
+  /** Writes `compact_vocab.json` into `dir` (next to a checkpoint), creating the folder if needed. */
   async save(dir: string): Promise<void> {
     const json = { qwenIds: this.qwenIds, unknown: this.unknown };
+    await mkdir(dir, { recursive: true });
     await writeFile(path.join(dir, COMPACT_VOCAB_FILE), `${JSON.stringify(json)}\n`);
   }
 

@@ -100,8 +100,9 @@ describe('CompactTokenizer', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'ovr-compact-'));
     try {
       const ct = CompactTokenizer.build(base, CORPUS, { vocabSize: 40, unknown: 'unk' });
-      await ct.save(dir);
-      const back = await CompactTokenizer.load(dir, base);
+      // A folder that does not exist yet is created (as saveWeights does for a checkpoint folder).
+      await ct.save(path.join(dir, 'new', 'ckpt'));
+      const back = await CompactTokenizer.load(path.join(dir, 'new', 'ckpt'), base);
       expect(back.qwenIds).toEqual(ct.qwenIds);
       expect(back.unknown).toBe('unk');
       expect(back.encode(CORPUS[0])).toEqual(ct.encode(CORPUS[0]));
