@@ -16,7 +16,15 @@ import type { QwenTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
 import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import type { VisualProblem } from './render.js';
-import { CAPTION_PROMPT, captionReply, gradeDemo, makeProblems, type Problem, TASK_KINDS } from './tasks.js';
+import {
+  CAPTION_PROMPT,
+  captionReply,
+  gradeDemo,
+  makeProblems,
+  type Problem,
+  presenceQuery,
+  TASK_KINDS,
+} from './tasks.js';
 
 /**
  * Every rendered demo conversation (text and image versions, 400 problems per split, all task kinds) plus the
@@ -43,6 +51,14 @@ export function demoCorpus(): string[] {
           addGenerationPrompt: false,
         }),
       );
+      for (const k of [0, 1]) {
+        const q = presenceQuery(p, k);
+        const user: ChatMessage = {
+          role: 'user',
+          content: [{ type: 'image' }, { type: 'text', text: q.question }],
+        };
+        out.push(renderChat([user, { role: 'assistant', content: q.reply }], { addGenerationPrompt: false }));
+      }
       const echo: ChatMessage = { role: 'user', content: `${p.description} ${CAPTION_PROMPT}` };
       out.push(
         renderChat([echo, { role: 'assistant', content: p.description }], { addGenerationPrompt: false }),

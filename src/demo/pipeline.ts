@@ -80,10 +80,20 @@ export interface DemoOptions {
   pretrain: SftStageOptions;
   /** Echo rows (scene in words -> itself) added to stage 0, as a fraction of its caption rows. */
   echoFraction: number;
+  /** Visual questions ("Is there a red shape here?", see presenceQuery) added to stage 0, as a fraction of its caption rows. */
+  presenceFraction: number;
+  /**
+   * Fraction of the stage-1 text rows written `primed`: the question alone, the scene in words given as the reply's
+   * opening (not trained), so the reasoning is learned from a description where the model's own description of an
+   * image will stand. The others carry the scene in the user turn.
+   */
+  primedFraction: number;
   /** Caption rows replayed in stage 1, as a fraction of its text rows (0 = pure text-only cold start). */
   replayFraction: number;
   /** Echo rows replayed in stage 1, as a fraction of its text rows. */
   replayEchoFraction: number;
+  /** Visual-question rows replayed in stage 1, as a fraction of its text rows. */
+  replayPresenceFraction: number;
   sft: SftStageOptions;
   rl: GrpoStageOptions;
   /** RL prompts (rendered images) sampled from, fixed so the data order does not depend on the step count. */
@@ -122,12 +132,15 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
       steps: quick ? 2 : 400,
       batchSize: quick ? 4 : 16,
       lr: 5e-3,
-      warmupSteps: quick ? 1 : 8,
+      warmupSteps: quick ? 1 : 20,
       maxGradNorm: 1,
     },
     echoFraction: 0.3,
+    presenceFraction: 0.3,
+    primedFraction: 0.5,
     replayFraction: 0.05,
     replayEchoFraction: 0.15,
+    replayPresenceFraction: 0.05,
     sft: {
       steps: quick ? 3 : 300,
       batchSize: quick ? 4 : 16,
@@ -313,8 +326,10 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   });
   const evalProblems = makeProblems({ seed: o.seed, split: 'eval', count: o.evalCount, tasks });
   // Stage 0 mix: captions + echo rows (the scene in words -> itself), so the base model reads a scene the same way
-  // whether it comes as vision tokens or as words (the bridge the text cold start relies on).
+  // whether it comes as vision tokens or as words (the bridge the text cold start relies on), + visual questions, so
+  // it reads the text that follows an image (with captions alone it learns to ignore it).
   const nEcho = Math.round(captionProblems.length * o.echoFraction);
+  const nPresence = Math.round(captionProblems.length * o.presenceFraction);
   await mixDemoJsonl(
     path.join(data, 'pretrain.jsonl'),
     [
@@ -325,20 +340,29 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
       ...(await writeDemoJsonl(path.join(data, 'pretrain_echo.jsonl'), captionProblems.slice(0, nEcho), {
         mode: 'echo',
       })),
+      ...(await writeDemoJsonl(
+        path.join(data, 'pretrain_presence.jsonl'),
+        captionProblems.slice(captionProblems.length - nPresence),
+        { mode: 'presence', imageSize },
+      )),
     ],
     o.seed,
   );
-  // Stage 1 mix: the text renderings + a small replay of stage-0 rows (captions and echo; no task question is ever
-  // asked about an image, so the reasoning data stay text-only). Measured (seed 0): no replay -> the model forgets how
-  // to read images (caption item accuracy 1.00 -> 0.00); 25% captions -> it keeps seeing but answers every image
-  // question with a caption (image accuracy 0.00); echo-only -> perception degrades (0.03); 5% captions + 15% echo ->
-  // perception kept and the text reasoning carries over to images (0.125 before any RL).
+  // Stage 1 mix: the text renderings (half with the scene in the user turn, half `primed`: the scene given as the
+  // reply's opening) + a small replay of stage-0 rows (captions, echo, visual questions; no task question is ever asked
+  // about an image, so the reasoning data stay text-only). docs/demo.md has the measurements behind the mix.
+  const nPrimed = Math.round(sftProblems.length * o.primedFraction);
   const replay = (seed: number, fraction: number) =>
     makeProblems({ seed, split: 'train', count: Math.round(sftProblems.length * fraction), tasks });
   await mixDemoJsonl(
     path.join(data, 'sft.jsonl'),
     [
-      ...(await writeDemoJsonl(path.join(data, 'sft_text.jsonl'), sftProblems, { mode: 'text' })),
+      ...(await writeDemoJsonl(path.join(data, 'sft_text.jsonl'), sftProblems.slice(nPrimed), {
+        mode: 'text',
+      })),
+      ...(await writeDemoJsonl(path.join(data, 'sft_primed.jsonl'), sftProblems.slice(0, nPrimed), {
+        mode: 'primed',
+      })),
       ...(await writeDemoJsonl(
         path.join(data, 'sft_replay_captions.jsonl'),
         replay(o.seed + 3, o.replayFraction),
@@ -353,6 +377,11 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
         {
           mode: 'echo',
         },
+      )),
+      ...(await writeDemoJsonl(
+        path.join(data, 'sft_replay_presence.jsonl'),
+        replay(o.seed + 5, o.replayPresenceFraction),
+        { mode: 'presence', imageSize },
       )),
     ],
     o.seed + 1,

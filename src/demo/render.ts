@@ -16,6 +16,7 @@ import {
   type Item,
   makeProblems,
   type Problem,
+  presenceQuery,
   type ProblemOptions,
   type Scene,
   type ShapeItem,
@@ -176,19 +177,41 @@ export type DemoRow = {
   answer: string;
   messages: (
     | { role: 'user'; content: string | ({ type: 'text'; text: string } | { type: 'image' })[] }
-    | { role: 'assistant'; content: string }
+    | { role: 'assistant'; content: string | { type: 'text'; text: string; train?: boolean }[] }
   )[];
   image?: string;
 };
 
 /** What a demo JSONL row trains: text rendering -> chain, image -> chain, image -> description (caption), or the
  * description in words -> itself (echo: the base model reads scenes given in words as it reads images). */
-export const DEMO_ROW_MODES = ['text', 'image', 'caption', 'echo'] as const;
+export const DEMO_ROW_MODES = ['text', 'primed', 'image', 'caption', 'echo', 'presence'] as const;
 export type DemoRowMode = (typeof DEMO_ROW_MODES)[number];
 
-/** User text and assistant reply of a problem's row in `mode`. */
-function turns(p: Problem, mode: DemoRowMode): [string, string] {
+type Reply = string | { type: 'text'; text: string; train?: boolean }[];
+
+/**
+ * User text and assistant reply of a problem's row in `mode`. `primed`: the user turn is the question alone and the
+ * reply's opening restatement of the scene is given, not trained (`train: false`): the rest of the chain is learned
+ * from the scene in words at the place where, on an image, the model's own description of it stands.
+ */
+function turns(p: Problem, mode: DemoRowMode, k: number): [string, Reply] {
+  if (mode === 'presence') {
+    const q = presenceQuery(p, k);
+    return [q.question, q.reply];
+  }
   if (mode === 'text') return [p.textPrompt, p.target];
+  if (mode === 'primed') {
+    const given = `<think> ${p.description}`;
+    if (!p.target.startsWith(given))
+      throw new Error(`writeDemoJsonl: ${p.id}'s chain does not open with its scene`);
+    return [
+      p.question,
+      [
+        { type: 'text', text: given, train: false },
+        { type: 'text', text: p.target.slice(given.length) },
+      ],
+    ];
+  }
   if (mode === 'image') return [p.question, p.target];
   if (mode === 'echo') return [`${p.description} ${CAPTION_PROMPT}`, captionReply(p.description)];
   return [CAPTION_PROMPT, captionReply(p.description)];
@@ -211,12 +234,12 @@ export async function writeDemoJsonl(
   if (!DEMO_ROW_MODES.includes(opts.mode)) {
     throw new Error(`writeDemoJsonl: mode must be one of ${DEMO_ROW_MODES.join(', ')}; got '${opts.mode}'`);
   }
-  const withImage = opts.mode === 'image' || opts.mode === 'caption';
+  const withImage = opts.mode === 'image' || opts.mode === 'caption' || opts.mode === 'presence';
   const dir = path.dirname(file);
   await mkdir(withImage ? path.join(dir, 'images') : dir, { recursive: true });
   const rows: DemoRow[] = [];
-  for (const p of problems) {
-    const [user, reply] = turns(p, opts.mode);
+  for (const [k, p] of problems.entries()) {
+    const [user, reply] = turns(p, opts.mode, k);
     const row: DemoRow = {
       id: p.id,
       task: p.task,

@@ -99,6 +99,26 @@ export const CAPTION_PROMPT = 'Describe the shapes in this picture.';
  */
 export const captionReply = (description: string): string => `<think> ${description} </think>`;
 
+/**
+ * A stage-0 visual question about a problem's scene, "Is there a red shape here?" (7 tokens, like the task questions),
+ * answered after describing the scene: the base model's instruction following on images (its reply depends on the
+ * question's colour, so the model learns to read the text that follows an image, not only the image). Even `k` asks
+ * about a colour the scene has, odd `k` about one it lacks (when there is such a colour), so the answers are balanced.
+ * @example presenceQuery(problem, 1) // { question: 'Is there a green shape here?', reply: '<think> The picture shows ... So there is no green shape. </think>' }
+ */
+export function presenceQuery(p: Problem, k: number): { question: string; reply: string } {
+  const here = new Set(p.scene.items.flatMap((i) => (i.type === 'shape' ? [i.color] : [])));
+  const has = COLORS.filter((c) => here.has(c));
+  const lacks = COLORS.filter((c) => !here.has(c));
+  const pool = (k % 2 === 0 && has.length) || !lacks.length ? has : lacks;
+  const color = pool[fnv1a(`${problemKey(p)}#${k}`) % pool.length];
+  const verdict = here.has(color) ? `So there is a ${color} shape.` : `So there is no ${color} shape.`;
+  return {
+    question: `Is there a ${color} shape here?`,
+    reply: `<think> ${p.description} ${verdict} </think>`,
+  };
+}
+
 /** One in EVAL_MODULUS content hashes goes to eval (20%). */
 const EVAL_MODULUS = 5;
 

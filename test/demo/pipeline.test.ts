@@ -139,12 +139,25 @@ describe('ovr-train demo --quick', () => {
 
     const pre = readJsonl(path.join(out, 'pretrain', 'log.jsonl'));
     expect(pre.map((r) => r.step)).toEqual([...Array(opts.pretrain.steps).keys()].map((k) => k + 1));
-    // stage-1 data: text renderings (no image) + replayed stage-0 rows, every image row a caption row
-    for (const r of readJsonl(path.join(out, 'data', 'sft.jsonl'))) {
+    // stage-1 data: text renderings (no image; some primed: the scene given as the reply's untrained opening) +
+    // replayed stage-0 rows; an image row is a caption or a presence question, never a task question.
+    const sftRows = readJsonl(path.join(out, 'data', 'sft.jsonl'));
+    let primed = 0;
+    for (const r of sftRows) {
+      if (Array.isArray(r.messages[1].content)) {
+        expect(r.messages[1].content[0].train).toBe(false);
+        expect(r.image).toBeUndefined();
+        primed++;
+      }
       if (r.image === undefined) continue;
-      expect(r.messages[0].content).toEqual([{ type: 'image' }, { type: 'text', text: CAPTION_PROMPT }]);
+      const [image, text] = r.messages[0].content;
+      expect(image).toEqual({ type: 'image' });
+      expect(
+        text.text === CAPTION_PROMPT || /^Is there a (red|green|blue) shape here\?$/.test(text.text),
+      ).toBe(true);
       expect(existsSync(path.join(out, 'data', r.image))).toBe(true);
     }
+    expect(primed).toBe(Math.round(opts.primedFraction * Math.max(64, opts.sft.steps * opts.sft.batchSize)));
     for (const [file, key] of [
       ['base_captions.jsonl', 'base'],
       ['rl_captions.jsonl', 'rl'],

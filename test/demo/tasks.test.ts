@@ -19,6 +19,7 @@ import {
   gradeDemo,
   lastBoxed,
   makeProblems,
+  presenceQuery,
   type Problem,
   problemKey,
   type Scene,
@@ -276,7 +277,7 @@ describe('writeDemoJsonl', () => {
       expect(await answerFromImage(ps[i], png)).toBe(ps[i].answer);
     }
     await expect(writeDemoJsonl(path.join(dir, 'x.jsonl'), ps, { mode: 'video' as any })).rejects.toThrow(
-      /mode must be one of text, image, caption, echo/,
+      /mode must be one of text, primed, image, caption, echo, presence; got 'video'/,
     );
   });
 });
@@ -311,6 +312,58 @@ describe('caption, echo and mixed rows', () => {
     ).toEqual(mixed);
     const again = await mixDemoJsonl(path.join(dir, 'mix2.jsonl'), [...cap, ...echo], 1);
     expect(again).toEqual(mixed);
+  });
+
+  it('primed rows: the question alone, the scene given as the reply opening (no loss), the chain after it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'ovr-demo-'));
+    const ps = makeProblems({ seed: 5, split: 'train', count: 4, tasks: ['count', 'compare'] });
+    const rows = await writeDemoJsonl(path.join(dir, 'primed.jsonl'), ps, { mode: 'primed' });
+    for (const [i, r] of rows.entries()) {
+      expect(MessagesRow.safeParse(r).success).toBe(true);
+      expect(r.messages[0].content).toBe(ps[i].question);
+      const [given, rest] = r.messages[1].content as { text: string; train?: boolean }[];
+      expect(given).toEqual({ type: 'text', text: `<think> ${ps[i].description}`, train: false });
+      expect(rest.train).toBeUndefined();
+      expect(rest.text).toMatch(/^ First, count the /);
+      expect(given.text + rest.text).toBe(ps[i].target);
+      expect(r.image).toBeUndefined();
+    }
+  });
+
+  it('presence questions are answered by the scene, balanced, and written as image rows', async () => {
+    const ps = makeProblems({ seed: 6, split: 'train', count: 200, tasks: ['count', 'compare'] });
+    let yes = 0;
+    for (const [k, p] of ps.entries()) {
+      const q = presenceQuery(p, k);
+      const color = /^Is there a (red|green|blue) shape here\?$/.exec(q.question)![1];
+      const present = p.scene.items.some((it) => it.type === 'shape' && it.color === color);
+      const absentExists = ['red', 'green', 'blue'].some(
+        (c) => !p.scene.items.some((it) => it.type === 'shape' && it.color === c),
+      );
+      expect(present).toBe(k % 2 === 0 || !absentExists);
+      expect(q.reply).toBe(
+        `<think> ${p.description} So there is ${present ? 'a' : 'no'} ${color} shape. </think>`,
+      );
+      expect(presenceQuery(p, k)).toEqual(q);
+      if (present) yes++;
+    }
+    // Odd k asks about a missing colour whenever the four shapes leave one out.
+    expect(yes / ps.length).toBeGreaterThan(0.5);
+    expect(yes / ps.length).toBeLessThan(0.8);
+    const dir = mkdtempSync(path.join(tmpdir(), 'ovr-demo-'));
+    const rows = await writeDemoJsonl(path.join(dir, 'pres.jsonl'), ps.slice(0, 4), {
+      mode: 'presence',
+      imageSize: 56,
+    });
+    for (const [k, r] of rows.entries()) {
+      const q = presenceQuery(ps[k], k);
+      expect(r.messages[0].content).toEqual([{ type: 'image' }, { type: 'text', text: q.question }]);
+      expect(r.messages[1].content).toBe(q.reply);
+      // The colour's presence, read back from the PNG's pixels.
+      const found = blobs(await readImage(readFileSync(path.join(dir, r.image!)))).map((b) => b.cls);
+      const color = /a (\w+) shape here/.exec(q.question)![1];
+      expect(q.reply.includes(`is a ${color}`)).toBe(found.includes(color));
+    }
   });
 
   it('descriptionItems splits a description into its items in order', () => {
