@@ -116,6 +116,10 @@ async function demoCharts(c: Curves): Promise<{ name: string; png: Buffer }[]> {
   ];
 }
 
+/** Share of an eval's completions with a `\boxed{}` answer (well-formed, right or wrong). */
+const boxedShare = (r: DemoEvalResult): number =>
+  r.rows.length ? r.rows.filter((x) => lastBoxed(x.completion) !== null).length / r.rows.length : Number.NaN;
+
 /** Writes `o.out/report/` (index.html + PNG charts); returns the HTML path. */
 export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves): Promise<string> {
   const byTask = (r: DemoEvalResult) => TASK_KINDS.map((t) => r.byTask[t] ?? null);
@@ -140,12 +144,12 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
     charts: await demoCharts(c),
     tables: [
       {
-        name: 'Held-out accuracy by task',
-        columns: ['model', 'input', ...TASK_KINDS, 'all'],
+        name: 'Held-out accuracy by task, and the share of replies that end in a \\boxed{} answer at all',
+        columns: ['model', 'input', ...TASK_KINDS, 'all', 'boxed'],
         rows: [
-          ['cold start', 'text', ...byTask(c.coldText), c.coldText.accuracy],
-          ['cold start', 'image', ...byTask(c.cold), c.cold.accuracy],
-          ['after RL', 'image', ...byTask(c.after), c.after.accuracy],
+          ['cold start', 'text', ...byTask(c.coldText), c.coldText.accuracy, boxedShare(c.coldText)],
+          ['cold start', 'image', ...byTask(c.cold), c.cold.accuracy, boxedShare(c.cold)],
+          ['after RL', 'image', ...byTask(c.after), c.after.accuracy, boxedShare(c.after)],
         ],
       },
       {

@@ -188,7 +188,8 @@ export const sftDataFields = {
     .enum(['messages', 'question_solution', 'auto'])
     .default('auto')
     .describe(
-      "Row format: 'messages' (chat rows), 'question_solution' (question/problem + solution/answer), or 'auto' (per row)",
+      "Row format: 'messages' (chat rows; a reply's text part marked train: false is input without loss), " +
+        "'question_solution' (question/problem + solution/answer), or 'auto' (per row)",
     ),
   questionField: z
     .string()

@@ -182,6 +182,7 @@ describe('ovr-train demo --quick', () => {
     expect(html.startsWith('<!DOCTYPE html>')).toBe(true);
     expect(html).toContain('held-out image accuracy, after RL');
     expect(html).toContain('Held-out answers given, by task');
+    expect(html).toContain('<th>all</th><th>boxed</th>');
     for (const name of ['reward', 'accuracy', 'response_length', 'behaviors', 'sft_loss']) {
       const png = path.join(out, 'report', `${name}.png`);
       const meta = await sharp(png).metadata();
