@@ -18,6 +18,12 @@ const PRELUDE =
 let enabled: number | null = null;
 
 /**
+ * Threads the wasm backend was enabled with in this process (null: not enabled). Its worker pool keeps Node's event
+ * loop alive, so a program that enabled threads must call process.exit() when done (bin/ovr-train.js does).
+ */
+export const wasmThreadsEnabled = (): number | null => enabled;
+
+/**
  * Switch the wasm backend to its threaded-SIMD build with `threads` pthreads (2..8). Must run before
  * `initBackend({ backend: 'wasm' })`; throws if the wasm backend is already initialised, naming the fix.
  * Returns the temp folder holding the worker scripts.

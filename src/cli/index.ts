@@ -75,3 +75,18 @@ export async function main(argv: string[]): Promise<number> {
   const run = await cmd.load();
   return run(rest);
 }
+
+/**
+ * The `ovr-train` process entry (bin/ovr-train.js): runs main, sets the exit code, and exits explicitly when
+ * OVR_WASM_THREADS enabled the threaded wasm backend, whose worker pool would keep Node alive after the command.
+ */
+export async function runAndExit(argv: string[]): Promise<void> {
+  try {
+    process.exitCode = await main(argv);
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : err);
+    process.exitCode = 1;
+  }
+  const { wasmThreadsEnabled } = await import('../backend/wasm_threads.js');
+  if (wasmThreadsEnabled()) process.exit();
+}
