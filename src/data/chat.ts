@@ -131,25 +131,21 @@ function replySpans(m: ChatMessage, i: number, start: number, rendered: string):
         'verbatim; drop the image parts from this reply or mark none of its parts train: false',
     );
   }
+  // One span per trained non-empty part, then `<|im_end|>`; tokenizeWithLabels labels a token overlapping any span.
   const spans: [number, number][] = [];
   let at = start;
   for (const p of parts as { text: string; train?: boolean }[]) {
-    if (p.train !== false && p.text.length > 0) {
-      const last = spans.at(-1);
-      if (last && last[1] === at) last[1] = at + p.text.length;
-      else spans.push([at, at + p.text.length]);
-    }
+    if (p.train !== false && p.text) spans.push([at, at + p.text.length]);
     at += p.text.length;
   }
-  const last = spans.at(-1);
-  if (last && last[1] === at) last[1] = end;
-  else spans.push([at, end]);
+  spans.push([at, end]);
   return spans;
 }
 
 /**
  * Render a conversation and locate every assistant reply: span = reply content + `<|im_end|>` (the
- * following newline is not trained), minus the reply's text parts marked `train: false`. Throws if the template does not render prefixes as prefixes.
+ * following newline is not trained), minus the reply's text parts marked `train: false`. Throws if the template
+ * does not render prefixes as prefixes.
  * @example renderChatWithSpans(msgs).trainSpans // [[start, end]] of 'Paris.<|im_end|>'
  */
 export function renderChatWithSpans(

@@ -29,40 +29,29 @@ import {
 /**
  * Every rendered demo conversation (text and image versions, 400 problems per split, all task kinds) plus the
  * integers 0..20 in boxed form: the corpus of the demo vocabulary.
- * @example demoCorpus().length // 3201
+ * @example demoCorpus().length // 4801
  */
 export function demoCorpus(): string[] {
   const out: string[] = [];
+  const chat = (user: ChatMessage['content'], reply: string) =>
+    renderChat(
+      [
+        { role: 'user', content: user },
+        { role: 'assistant', content: reply },
+      ],
+      { addGenerationPrompt: false },
+    );
+  const afterImage = (text: string): ChatMessage['content'] => [{ type: 'image' }, { type: 'text', text }];
   for (const split of ['train', 'eval'] as const) {
     for (const p of makeProblems({ seed: 0, split, count: 400 })) {
-      const reply: ChatMessage = { role: 'assistant', content: p.target };
-      const image: ChatMessage = {
-        role: 'user',
-        content: [{ type: 'image' }, { type: 'text', text: p.question }],
-      };
-      out.push(renderChat([{ role: 'user', content: p.textPrompt }, reply], { addGenerationPrompt: false }));
-      out.push(renderChat([image, reply], { addGenerationPrompt: false }));
-      const caption: ChatMessage = {
-        role: 'user',
-        content: [{ type: 'image' }, { type: 'text', text: CAPTION_PROMPT }],
-      };
-      out.push(
-        renderChat([caption, { role: 'assistant', content: captionReply(p.description) }], {
-          addGenerationPrompt: false,
-        }),
-      );
+      out.push(chat(p.textPrompt, p.target));
+      out.push(chat(afterImage(p.question), p.target));
+      out.push(chat(afterImage(CAPTION_PROMPT), captionReply(p.description)));
       for (const k of [0, 1]) {
         const q = presenceQuery(p, k);
-        const user: ChatMessage = {
-          role: 'user',
-          content: [{ type: 'image' }, { type: 'text', text: q.question }],
-        };
-        out.push(renderChat([user, { role: 'assistant', content: q.reply }], { addGenerationPrompt: false }));
+        out.push(chat(afterImage(q.question), q.reply));
       }
-      const echo: ChatMessage = { role: 'user', content: `${p.description} ${CAPTION_PROMPT}` };
-      out.push(
-        renderChat([echo, { role: 'assistant', content: p.description }], { addGenerationPrompt: false }),
-      );
+      out.push(chat(`${p.description} ${CAPTION_PROMPT}`, p.description));
     }
   }
   out.push(Array.from({ length: 21 }, (_, n) => ` ${n}{${n}}`).join(''));

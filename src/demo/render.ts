@@ -186,6 +186,8 @@ export type DemoRow = {
  * description in words -> itself (echo: the base model reads scenes given in words as it reads images). */
 export const DEMO_ROW_MODES = ['text', 'primed', 'image', 'caption', 'echo', 'presence'] as const;
 export type DemoRowMode = (typeof DEMO_ROW_MODES)[number];
+/** The modes whose rows show the image (its PNG is written beside the JSONL). */
+const IMAGE_ROW_MODES: readonly DemoRowMode[] = ['image', 'caption', 'presence'];
 
 type Reply = string | { type: 'text'; text: string; train?: boolean }[];
 
@@ -234,7 +236,7 @@ export async function writeDemoJsonl(
   if (!DEMO_ROW_MODES.includes(opts.mode)) {
     throw new Error(`writeDemoJsonl: mode must be one of ${DEMO_ROW_MODES.join(', ')}; got '${opts.mode}'`);
   }
-  const withImage = opts.mode === 'image' || opts.mode === 'caption' || opts.mode === 'presence';
+  const withImage = IMAGE_ROW_MODES.includes(opts.mode);
   const dir = path.dirname(file);
   await mkdir(withImage ? path.join(dir, 'images') : dir, { recursive: true });
   const rows: DemoRow[] = [];
