@@ -51,6 +51,20 @@ interface Box {
   content: string;
 }
 
+const BOX_START = /\\(?:boxed|fbox)(?![a-zA-Z])\s*/g;
+
+/**
+ * True when the last `\boxed{` of the text never closes: a truncated or garbled final answer. Such a completion
+ * has no answer at all — falling back to an earlier box or to the last number inside the broken box would reward
+ * `\boxed{{{…{1` as `1`.
+ */
+export function lastBoxUnclosed(text: string): boolean {
+  let last = -1;
+  BOX_START.lastIndex = 0;
+  for (let m = BOX_START.exec(text); m !== null; m = BOX_START.exec(text)) last = m.index + m[0].length;
+  return last >= 0 && text[last] === '{' && matchBrace(text, last) < 0;
+}
+
 /** All `\boxed{…}`/`\fbox{…}`/`\boxed 5` occurrences (the last MAX_BOXES), in text order. */
 export function findBoxes(text: string): Box[] {
   const starts: [number, number][] = [];
@@ -173,6 +187,7 @@ export function extractAnswer(text: string, opts: ExtractOptions = {}): Extracte
   const targets = opts.targets ?? ['latex', 'expr'];
   const latex = targets.includes('latex');
   const expr = targets.includes('expr');
+  if (lastBoxUnclosed(text)) return null;
   const tag = answerTag(text);
   if (tag !== null) {
     const inner = extractAnswer(tag, opts);

@@ -97,10 +97,13 @@ export function isLabel(s: string): boolean {
   return t.length > 0 && t.length <= 40 && LABEL_RE.test(t);
 }
 
-/** Expand `a \pm b` into `[a+b, a-b]` (and `\mp`); at most two signs (4 items). */
+/** Most `\pm`/`\mp` signs expanded in one answer (2^4 = 16 alternatives); the CAS refuses any left over. */
+export const MAX_PM_SIGNS = 4;
+
+/** Expand `a \pm b` into `[a+b, a-b]` (and `\mp`); at most MAX_PM_SIGNS signs (16 items). */
 export function expandPm(s: string): string[] {
   let out = [s];
-  for (let k = 0; k < 2; k++) {
+  for (let k = 0; k < MAX_PM_SIGNS; k++) {
     const next: string[] = [];
     for (const x of out) {
       const m = /\\(pm|mp)(?![a-zA-Z])/.exec(x);

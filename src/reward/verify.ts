@@ -1,7 +1,8 @@
-// verify(gold, prediction): extraction → normalisation → shapes → equivalence, in-process and synchronous.
-// This function has no time limit of its own: RL code should call it through VerifierPool (pool.ts), which runs it
-// in warm worker threads and terminates a worker that exceeds the per-case budget.
+// verify(gold, prediction): extraction → normalisation → shapes → equivalence. Synchronous, with a hard time limit:
+// the work runs in a worker thread (bounded.ts) that is terminated when the limit passes; VerifierPool (pool.ts)
+// runs the same worker asynchronously. `verifyInProcess` is the unbounded core those workers call.
 
+import { DEFAULT_TIME_LIMIT_MS, verifyBounded } from './bounded.js';
 import { casEngine } from './cas.js';
 import { type CompareOptions, nodesEqual } from './compare.js';
 import {
@@ -12,7 +13,7 @@ import {
   extractChoice,
   type Target,
 } from './extract.js';
-import { MAX_ANSWER_CHARS, normalizeAnswer } from './normalize.js';
+import { foldUnicodeDigits, MAX_ANSWER_CHARS, normalizeAnswer } from './normalize.js';
 import { type Node, type ParseContext, parseNode } from './structure.js';
 
 /** Knobs, named after Math-Verify's where they exist. All optional. */
@@ -31,6 +32,11 @@ export interface VerifyOptions {
   unorderedLists?: boolean;
   /** Allowed option letters for multiple choice (default A–E when the gold is a single capital letter). */
   choices?: string[];
+  /**
+   * Hard time limit per case in ms (default 2000), counted from when a warm worker receives the case. On expiry
+   * the verdict is `{ equal: false, timedOut: true }`. In a VerifierPool it overrides the pool's `budgetMs`.
+   */
+  timeLimitMs?: number;
 }
 
 /** The outcome of one verification. `equal` is the reward bit; `reason` says why in a few words. */
@@ -41,9 +47,9 @@ export interface Verdict {
   gold: string | null;
   /** The predicted answer as extracted (null if none). */
   extracted: string | null;
-  /** Set by the pool when the case ran out of its time budget. */
+  /** Set when the case ran out of its time limit. */
   timedOut?: boolean;
-  /** Wall time in ms (set by the pool). */
+  /** Wall time in ms from hand-over to a warm worker to its answer. */
   ms?: number;
 }
 
@@ -125,14 +131,36 @@ function verifyChoice(gold: string, goldLetter: string, prediction: string, choi
   };
 }
 
+/** The time limit an option set asks for; throws on a bad value. */
+export function timeLimitOf(opts: VerifyOptions, fallback = DEFAULT_TIME_LIMIT_MS): number {
+  const ms = opts.timeLimitMs ?? fallback;
+  if (!(Number.isFinite(ms) && ms > 0)) {
+    throw new Error(`verify: timeLimitMs must be a positive number of milliseconds, got ${opts.timeLimitMs}`);
+  }
+  return ms;
+}
+
 /**
- * Is `prediction` (a full completion or a bare answer) mathematically equal to `gold`?
+ * Is `prediction` (a full completion or a bare answer) mathematically equal to `gold`? Runs in a worker thread
+ * with a hard time limit (`opts.timeLimitMs`, default 2000 ms); bad arguments throw here, in the caller.
  * @example verify('\\frac{1}{2}', 'so the answer is $\\boxed{0.5}$').equal // true
  * @example verify('\\frac{1}{2^{99}}', '\\frac{1}{2^{98}}').equal // false
  */
 export function verify(gold: string, prediction: string, opts: VerifyOptions = {}): Verdict {
   checkInputs(gold, prediction);
+  compareOptions(opts);
+  return verifyBounded(gold, prediction, opts, timeLimitOf(opts));
+}
+
+/**
+ * The verification itself, in the calling thread and with no time limit: only for the reward's worker threads
+ * (worker.ts), which are terminated from outside when they overrun. Everything else calls `verify` or the pool.
+ */
+export function verifyInProcess(goldRaw: string, predictionRaw: string, opts: VerifyOptions = {}): Verdict {
+  checkInputs(goldRaw, predictionRaw);
   const co = compareOptions(opts);
+  const gold = foldUnicodeDigits(goldRaw);
+  const prediction = foldUnicodeDigits(predictionRaw);
   const ex = { targets: opts.targets };
   const g = extractGold(gold, opts);
   const goldText = g?.text ?? null;
@@ -171,5 +199,5 @@ export function verify(gold: string, prediction: string, opts: VerifyOptions = {
 /** Loads the CAS and runs one verification, so the first real case is fast (workers call this at start). */
 export function warmUp(): void {
   casEngine();
-  verify('\\frac{1}{2}+x', '0.5+x');
+  verifyInProcess('\\frac{1}{2}+x', '0.5+x');
 }
