@@ -10,7 +10,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-  'math-verify[antlr4_13_2]==0.9.0' 'latex2sympy2_extended==1.11.0'
+  'math-verify==0.9.0' 'latex2sympy2_extended==1.11.0' \
+  'antlr4-python3-runtime==4.13.2' 'sympy==1.14.0' 'mpmath==1.3.0'
 "$VENV/bin/python" - <<'PY'
 from importlib.metadata import version
 from math_verify import parse, verify
