@@ -7,6 +7,7 @@ import { casEngine } from './cas.js';
 import { type CompareOptions, nodesEqual } from './compare.js';
 import {
   choiceLetter,
+  choicesUpTo,
   DEFAULT_CHOICES,
   type Extracted,
   extractAnswer,
@@ -166,7 +167,10 @@ export function verifyInProcess(goldRaw: string, predictionRaw: string, opts: Ve
   const goldText = g?.text ?? null;
   const choices = opts.choices ?? DEFAULT_CHOICES;
   const letter = goldText !== null && g?.kind !== 'boxed_set' ? choiceLetter(goldText, choices) : null;
-  if (letter !== null) return verifyChoice(goldText!, letter, prediction, choices);
+  if (letter !== null) {
+    const allowed = opts.choices ?? choicesUpTo(letter);
+    return verifyChoice(goldText!, letter, prediction, allowed);
+  }
   if (g === null) return { equal: false, reason: 'no gold answer found', gold: null, extracted: null };
   const p = extractAnswer(prediction, ex);
   if (p === null)
