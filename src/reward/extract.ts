@@ -166,6 +166,7 @@ export function readsAsAnswer(text: string): boolean {
   const outside = text
     .replace(/\$\$[\s\S]*?\$\$|\\\[[\s\S]*?\\\]|\\\([^\n]*?\\\)|(?<!\\)\$[^$\n]*\$/g, ' ')
     .replace(/\\text\{[^{}]*\}/g, ' ')
+    .replace(/\\begin\{array\}\{[^{}]*\}/g, ' ')
     .replace(/\\(?:begin|end)\{[a-zA-Z*]*\}/g, ' ')
     .replace(/\\[a-zA-Z]+/g, ' ');
   const words = outside.match(/[a-zA-Z]{2,}/g) ?? [];

@@ -87,9 +87,12 @@ function wraps(s: string): boolean {
 }
 
 const LABEL_RE =
-  /^(?:[a-zA-Z][a-zA-Z.]*(?:\s+[a-zA-Z.]+){1,5}|\\?[a-zA-Z]+(?:_\{?[a-zA-Z0-9,]+\}?)?(?:'|\^\{?\*\}?)?(?:\([a-zA-Z,\s]*\))?|\\frac\{[a-zA-Z\s]+\}\{[a-zA-Z\s]+\}|[a-zA-Z_{}]+\s*:\s*[a-zA-Z_{}]+|\\angle\s*[a-zA-Z]+|\([a-zA-Z,\s]+\))$/;
+  /^(?:[a-zA-Z][a-zA-Z.]*(?:\s+[a-zA-Z.]+){1,5}|\\?[a-zA-Z]+(?:_\{?[a-zA-Z0-9,]+\}?)?(?:'|\^\{?\*\}?)?(?:\([a-zA-Z,\s]*\))?|\\frac\{[a-zA-Z\s]+\}\{[a-zA-Z\s]+\}|[a-zA-Z][\w{}]*(?:\s*:\s*[a-zA-Z][\w{}]*)+|\\angle\s*[a-zA-Z]+|\|[a-zA-Z]{1,4}\||\\overline\{[A-Z]{1,4}\}|\([a-zA-Z,\s]+\))$/;
 
-/** True for the left side of an assignment: `x`, `x_1`, `f(x)`, `(p,q)`, `\frac{NO}{BO}`, `A:B`, `S_{MBCN}:S`. */
+/**
+ * True for the left side of an assignment: `x`, `x_1`, `f(x)`, `(p,q)`, `\frac{NO}{BO}`, `A:B`, `V_1:V_2`,
+ * `S_{MBCN}:S`, `|AB|`, `\overline{AB}`.
+ */
 export function isLabel(s: string): boolean {
   const t = s.trim();
   if (/^\\(?:frac|sqrt|sin|cos|tan|log|ln|pi|infty)(?![a-zA-Z])/.test(t) && !t.startsWith('\\frac'))
@@ -251,7 +254,11 @@ export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node 
   if (s === '\\emptyset' || s === '\\{\\}' || s === '{}') return { t: 'set', items: [] };
   if (s === '\\ldots') return { t: 'ellipsis' };
   const approx = splitTop(s, /\\approx|\\simeq/g).parts;
-  if (approx.length > 1 && approx[0].length > 0) return parseNode(approx[0], ctx, depth + 1);
+  // `\frac13 \approx 0.33` keeps the exact value before it; `x \approx 1.25` names a variable, so the value counts.
+  if (approx.length > 1 && approx[0].length > 0) {
+    const keep = isLabel(approx[0]) ? approx[approx.length - 1] : approx[0];
+    return parseNode(keep, ctx, depth + 1);
+  }
   const member = splitTop(s, /\\in(?![a-zA-Z])/g).parts;
   if (member.length === 2 && !/[,;]/.test(member[0])) {
     return { t: 'member', set: parseNode(member[1], ctx, depth + 1) };
@@ -290,7 +297,9 @@ export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node 
   }
   const pm = expandPm(s);
   if (pm.length > 1) return { t: 'set', items: pm.map((p) => parseNode(p, ctx, depth + 1)) };
-  const mat = matrixNode(s, ctx, depth);
+  // `\left[\begin{array}{cc}…\end{array}\right]` (brackets already stripped of \left/\right): the array is the matrix.
+  const arr = /^[[(]\s*(\\begin\{array\}[\s\S]*\\end\{array\})\s*[\])]$/.exec(s);
+  const mat = matrixNode(arr ? arr[1] : s, ctx, depth);
   if (mat) return mat;
   const br = bracketNode(s, ctx, depth);
   if (br) return br;

@@ -99,6 +99,19 @@ export function answerNode(ex: Extracted, opts: VerifyOptions): Node {
   return parseNode(ctx.decimalComma ? text.replace(/^(-?\d+),(\d+)$/, '$1.$2') : text, ctx);
 }
 
+/** `1,25`, `-0,5`, `3,14159`: a comma that is not a thousands separator (not exactly three digits after it). */
+const DECIMAL_COMMA = /^-?\d+,(?:\d{1,2}|\d{4,})$/;
+
+/**
+ * A predicted `1,25` is the number 1.25 when the gold is one number: the decimal comma is then the only sensible
+ * reading (a two-item list cannot be right either way). Against a list gold it stays a list.
+ */
+function decimalCommaReading(gold: Node, predNormalized: string): Node | null {
+  if (gold.t !== 'expr' || !/^-?[\d.]+$/.test(gold.latex.trim()) || !DECIMAL_COMMA.test(predNormalized))
+    return null;
+  return parseNode(predNormalized.replace(',', '.'));
+}
+
 /** Longest gold answer read whole when it is not a solution (no box, no "answer is"). */
 const MAX_WHOLE_GOLD = 300;
 
@@ -195,7 +208,7 @@ export function verifyInProcess(goldRaw: string, predictionRaw: string, opts: Ve
     return { equal: true, reason: 'identical after normalisation', ...base };
   }
   const gn = answerNode(g, opts);
-  const pn = answerNode(p, opts);
+  const pn = decimalCommaReading(gn, np) ?? answerNode(p, opts);
   const equal = nodesEqual(gn, pn, co);
   return { equal, reason: `${equal ? 'equal' : 'not equal'} (${gn.t} vs ${pn.t})`, ...base };
 }

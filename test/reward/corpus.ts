@@ -108,6 +108,17 @@ function scalarEqual(g: string): Rw[] {
     }
     out.push(['unit_text', `${g} \\text{ cm}`]);
     out.push(['label_prefix', `x = ${g}`]);
+    const dm = /^(-?\d*)\.(\d+)$/.exec(g);
+    // A decimal comma is unambiguous unless exactly three digits follow it (`1,234` reads as thousands).
+    if (dm && dm[2].length !== 3) out.push(['decimal_comma', `${dm[1] || '0'},${dm[2]}`]);
+    if (dm) out.push(['approx_label', `x \\approx ${g}`]);
+    const small = /^0?\.(\d{1,2})$/.exec(g);
+    if (small) out.push(['percent_of_decimal', `${Number(`0.${small[1]}`) * 100}\\%`]);
+    const sci = /^(-?)0?\.(0*)([1-9]\d*)$/.exec(g);
+    if (sci && sci[3].length <= 6) {
+      const m = sci[3].length > 1 ? `${sci[3][0]}.${sci[3].slice(1)}` : sci[3];
+      out.push(['scientific', `${sci[1]}${m} \\times 10^{-${sci[2].length + 1}}`]);
+    }
   }
   const fr = FRAC.exec(g);
   if (fr) {
@@ -214,6 +225,7 @@ export function variants(goldRaw: string): { equal: Rw[]; miss: Rw[] } {
   const deg = /^(-?\d+(?:\.\d+)?)\s*\^\s*\{?\\circ\}?$/.exec(g);
   if (deg) equal.push(['degree_dropped', deg[1]]);
   equal.push(...collectionVariants(g, miss));
+  equal.push(...matrixVariants(g, miss));
   const lab =
     /^\$?\s*([a-zA-Z][a-zA-Z ]*?)\s*\$?\s*=\s*\$?\s*(-?\d+(?:\.\d+)?)\s*\$?\s*((?:\\mathrm\{[^{}]*\}|units?|cm|mm)\s*(?:\^\s*\{?\d\}?|\$\^\{\d\}\$)?)?\s*$/.exec(
       g,
@@ -254,6 +266,32 @@ function collectionVariants(g: string, miss: Rw[]): Rw[] {
     }
   }
   return equal;
+}
+
+/** Matrices and vectors: every bracket environment and `\\left[\\begin{array}…\\right]`; a changed cell is a miss. */
+function matrixVariants(g: string, miss: Rw[]): Rw[] {
+  const m = /^\\begin\{([pbBvV]?matrix)\}([\s\S]*)\\end\{\1\}$/.exec(g);
+  if (!m || m[1].startsWith('v') || m[1] === 'Vmatrix') return [];
+  const body = m[2].trim();
+  const cols = Math.max(...body.split('\\\\').map((r) => r.split('&').length));
+  const out: Rw[] = [];
+  for (const env of ['pmatrix', 'bmatrix'].filter((e) => e !== m[1]))
+    out.push([`matrix_${env}`, `\\begin{${env}}${body}\\end{${env}}`]);
+  out.push([
+    'matrix_array_brackets',
+    `\\left[\\begin{array}{${'c'.repeat(cols)}}${body}\\end{array}\\right]`,
+  ]);
+  out.push(['matrix_array_parens', `\\left(\\begin{array}{${'r'.repeat(cols)}}${body}\\end{array}\\right)`]);
+  const cells = body.split(/\\\\|&/).map((c) => c.trim());
+  if (cells.length >= 2 && new Set(cells).size > 1) {
+    const rows = body.split('\\\\').map((r) => r.split('&').map((c) => c.trim()));
+    const flat = rows.flat();
+    const swapped = [...flat.slice(1), flat[0]];
+    let k = 0;
+    const rebuilt = rows.map((r) => r.map(() => swapped[k++]).join(' & ')).join(' \\\\ ');
+    miss.push(['matrix_cells_rotated', `\\begin{${m[1]}}${rebuilt}\\end{${m[1]}}`]);
+  }
+  return out;
 }
 
 /** How each answer is embedded in a completion (extraction paths), cycled deterministically. */

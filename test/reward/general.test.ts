@@ -1,0 +1,46 @@
+// The generalisations of issue #18, each with its near-miss (a rule that only accepts would be a false-positive
+// factory): relation left sides, `\approx`, decimal comma against a scalar gold, matrices in array form, option
+// letters in sizing brackets, a phrase answer that is one delimited block.
+import { describe, expect, it } from 'vitest';
+import { verify } from '../../src/reward/verify.js';
+
+describe('generalisations (equal / near-miss pairs)', () => {
+  it.each([
+    ['11:21', 'V_1:V_2 = 11:21', 'V_1:V_2 = 11:20'],
+    ['1', '|AB| = 1', '|AB| = 2'],
+    ['4', '\\overline{AB} = 4', '\\overline{AB} = 5'],
+    ['11', 'x \\approx 11', 'x \\approx 12'],
+    ['\\frac13', '\\frac13 \\approx 0.33', '\\frac14 \\approx 0.25'],
+    ['1.25', '\\boxed{1,25}', '\\boxed{1,26}'],
+    ['0.0000672', 'The final answer is $0,0000672$.', 'The final answer is $0,0000673$.'],
+    ['2.74', 'so it costs 2,74 euros', 'so it costs 2,75 euros'],
+    [
+      '\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}',
+      '\\left[\\begin{array}{cc}1&2\\\\3&4\\end{array}\\right]',
+      '\\left[\\begin{array}{cc}1&2\\\\4&3\\end{array}\\right]',
+    ],
+    [
+      '\\begin{pmatrix}-1/3\\\\2/3\\end{pmatrix}',
+      '\\boxed{\\left(\\begin{array}{r}-\\frac13\\\\ \\frac23\\end{array}\\right)}',
+      '\\boxed{\\left(\\begin{array}{r}\\frac13\\\\ \\frac23\\end{array}\\right)}',
+    ],
+    [
+      '\\begin{pmatrix}1\\\\2\\end{pmatrix}',
+      '\\begin{bmatrix}1\\\\2\\end{bmatrix}',
+      '\\begin{bmatrix}2\\\\1\\end{bmatrix}',
+    ],
+    ['C', '\\boxed{\\left(C\\right)}', '\\boxed{\\left(D\\right)}'],
+    ['F', 'The answer is \\[F\\]', 'The answer is \\[G\\]'],
+    ['domain: (2,8]', 'The final answer is $domain: (2,8]$.', 'The final answer is $domain: [2,8]$.'],
+  ])('%s: %s is equal, %s is not', (gold, yes, no) => {
+    expect(verify(gold, yes).equal).toBe(true);
+    expect(verify(gold, no).equal).toBe(false);
+  });
+
+  it('a decimal comma is read as such only against a one-number gold', () => {
+    expect(verify('1, 25', '1,25').equal).toBe(true); // a list gold keeps the list reading
+    expect(verify('1.25', '1,25').equal).toBe(true);
+    expect(verify('1250', '1,250').equal).toBe(true); // three digits: thousands separator
+    expect(verify('1.25', '1,250').equal).toBe(false);
+  });
+});
