@@ -103,8 +103,11 @@ export function isLabel(s: string): boolean {
 /** Most `\pm`/`\mp` signs expanded in one answer (2^4 = 16 alternatives); the CAS refuses any left over. */
 export const MAX_PM_SIGNS = 4;
 
-/** Expand `a \pm b` into `[a+b, a-b]` (and `\mp`); at most MAX_PM_SIGNS signs (16 items). */
+/** Expand `a \pm b` into `[a+b, a-b]` (and `\mp`) when it has at most MAX_PM_SIGNS signs (16 items). */
 export function expandPm(s: string): string[] {
+  // More signs than that: not expanded at all (the CAS then refuses the \pm), else every alternative would be
+  // expanded again one level down — 16^depth work (ten \pm took 85 s).
+  if ((s.match(/\\(?:pm|mp)(?![a-zA-Z])/g)?.length ?? 0) > MAX_PM_SIGNS) return [s];
   let out = [s];
   for (let k = 0; k < MAX_PM_SIGNS; k++) {
     const next: string[] = [];

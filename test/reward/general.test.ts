@@ -37,6 +37,26 @@ describe('generalisations (equal / near-miss pairs)', () => {
     expect(verify(gold, no).equal).toBe(false);
   });
 
+  it.each([
+    ['|x| > 3', '(-\\infty,-3)\\cup(3,\\infty)', '(-\\infty,-3]\\cup[3,\\infty)'],
+    ['|x-1| \\le 2', '[-1, 3]', '[-1, 2]'],
+    ['|x+2| < 1', '(-3,-1)', '(-3,-1]'],
+    ['|x+2| < 1', 'x \\in (-3,-1)', 'x \\in (-3,1)'],
+    ['x < 1 \\text{ or } x > 2', '(-\\infty,1)\\cup(2,\\infty)', '(-\\infty,1]\\cup(2,\\infty)'],
+    ['x > 5', '(5, \\infty)', '(5, 6)'],
+  ])('gold inequality %s solves to %s, not to %s', (gold, yes, no) => {
+    expect(verify(gold, yes).equal).toBe(true);
+    expect(verify(gold, no).equal).toBe(false);
+  });
+
+  it('a predicted inequality against a gold set needs allowSetRelationComp (Math-Verify default)', () => {
+    const gold = '(-\\infty,-3)\\cup(3,\\infty)';
+    expect(verify(gold, '|x| > 3').equal).toBe(false);
+    expect(verify(gold, '|x| > 3', { allowSetRelationComp: true }).equal).toBe(true);
+    expect(verify(gold, '|x| \\ge 3', { allowSetRelationComp: true }).equal).toBe(false);
+    expect(verify('[-1,3]', '|z - 1| \\le 2', { allowSetRelationComp: true }).equal).toBe(true);
+  });
+
   it('a decimal comma is read as such only against a one-number gold', () => {
     expect(verify('1, 25', '1,25').equal).toBe(true); // a list gold keeps the list reading
     expect(verify('1.25', '1,25').equal).toBe(true);
