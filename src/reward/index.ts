@@ -6,6 +6,7 @@ export {
   extractAnswer,
   extractChoice,
 } from './extract.js';
+export { closeBounded, DEFAULT_TIME_LIMIT_MS } from './bounded.js';
 export { type PoolOptions, type PoolStats, VerifierPool } from './pool.js';
 export {
   type BatchRewardOptions,
