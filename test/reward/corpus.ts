@@ -67,6 +67,19 @@ export function terminatingDecimal(a: bigint, b: bigint): string | null {
   return `${neg ? '-' : ''}${digits.slice(0, -p)}.${digits.slice(-p)}`;
 }
 
+/**
+ * a/b correctly rounded to the fewest decimals that show 6 significant digits, plus `bump` units in the last place
+ * (a bump of 1 makes a near-miss: no longer the correct rounding).
+ */
+export function roundedDecimal(a: bigint, b: bigint, negative: boolean, bump: bigint): string {
+  let decimals = 0;
+  while ((a * 10n ** BigInt(decimals)) / b < 100000n) decimals++;
+  const scaled = (2n * a * 10n ** BigInt(decimals) + b) / (2n * b) + bump; // round half up
+  const digits = scaled.toString().padStart(decimals + 1, '0');
+  const body = decimals > 0 ? `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}` : digits;
+  return `${negative ? '-' : ''}${body}`;
+}
+
 /** `.35625` → `\frac{57}{160}` (reduced), or null when not a plain decimal. */
 export function decimalToFrac(s: string): string | null {
   const m = /^(-?)(\d*)\.(\d+)$/.exec(s);
@@ -124,6 +137,11 @@ function scalarEqual(g: string): Rw[] {
   if (fr) {
     const dec = terminatingDecimal(BigInt(`${fr[1]}${fr[2]}`), BigInt(fr[3]));
     if (dec) out.push(['fraction_as_decimal', dec]);
+    else
+      out.push([
+        'fraction_rounded_6_significant',
+        roundedDecimal(BigInt(fr[2]), BigInt(fr[3]), fr[1] === '-', 0n),
+      ]);
     out.push(['slash_fraction', `${fr[1]}${fr[2]}/${fr[3]}`]);
     if (fr[1] === '-') out.push(['sign_in_numerator', `\\frac{-${fr[2]}}{${fr[3]}}`]);
     out.push(['label_prefix', `k = ${g}`]);
@@ -217,6 +235,8 @@ export function variants(goldRaw: string): { equal: Rw[]; miss: Rw[] } {
     if (hasLetters(g)) miss.push(['term_added', `${g} + 1`]);
     const fr = FRAC.exec(g);
     if (fr && fr[2] !== fr[3]) miss.push(['reciprocal', `${fr[1]}\\frac{${fr[3]}}{${fr[2]}}`]);
+    if (fr && terminatingDecimal(BigInt(fr[2]), BigInt(fr[3])) === null && BigInt(fr[3]) !== 1n)
+      miss.push(['rounded_last_digit_off', roundedDecimal(BigInt(fr[2]), BigInt(fr[3]), fr[1] === '-', 1n)]);
   }
   const sq = /\\sqrt\{(\d+)\}/.exec(g);
   if (sq) miss.push(['different_root', g.replace(sq[0], `\\sqrt{${Number(sq[1]) + 1}}`)]);

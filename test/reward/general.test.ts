@@ -57,6 +57,17 @@ describe('generalisations (equal / near-miss pairs)', () => {
     expect(verify('[-1,3]', '|z - 1| \\le 2', { allowSetRelationComp: true }).equal).toBe(true);
   });
 
+  it('a decimal to >= 6 significant digits stands for the exact value it rounds to; fewer digits never', () => {
+    expect(verify('\\frac13', '0.333333').equal).toBe(true);
+    expect(verify('\\frac83', '2.666667').equal).toBe(true);
+    expect(verify('\\pi', '3.14159').equal).toBe(true);
+    expect(verify('\\frac83', '2.666666').equal).toBe(false); // truncated, not rounded
+    expect(verify('\\frac13', '0.33').equal).toBe(false);
+    expect(verify('10^{-7}', '0.000000').equal).toBe(false); // no significant digits (Math-Verify: equal)
+    expect(verify('\\frac{1}{2^{99}}', '0.000000').equal).toBe(false);
+    expect(verify('0.333333', '0.3333333').equal).toBe(false); // two literals still compare exactly
+  });
+
   it('a decimal comma is read as such only against a one-number gold', () => {
     expect(verify('1, 25', '1,25').equal).toBe(true); // a list gold keeps the list reading
     expect(verify('1.25', '1,25').equal).toBe(true);
