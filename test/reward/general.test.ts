@@ -68,6 +68,13 @@ describe('generalisations (equal / near-miss pairs)', () => {
     expect(verify('0.333333', '0.3333333').equal).toBe(false); // two literals still compare exactly
   });
 
+  it('space-separated thousands are one number; other digit-space-digit is no number (the CAS reads 1 2 as 12)', () => {
+    expect(verify('1000000', '1 000 000').equal).toBe(true);
+    expect(verify('2220', '\\boxed{2\\,220}').equal).toBe(true);
+    expect(verify('12', '1 2').equal).toBe(false);
+    expect(verify('2', '1 2').equal).toBe(false);
+  });
+
   it('a decimal comma is read as such only against a one-number gold', () => {
     expect(verify('1, 25', '1,25').equal).toBe(true); // a list gold keeps the list reading
     expect(verify('1.25', '1,25').equal).toBe(true);
