@@ -130,7 +130,7 @@ function exprNode(latex: string, ctx: ParseContext): Node {
   // Space-separated thousands (`1 000 000`, `2\,220` after normalisation) are one number; any other digit-space-digit
   // (`1 2`) is not a number at all: the CAS would read it as 12.
   let s = latex.trim().replace(/(?<![\d.])\d{1,3}(?: \d{3})+(?![\d.])/g, (m) => m.replace(/ /g, ''));
-  if (/\d \d/.test(s)) return { t: 'text', value: s };
+  if (/(?:^|[^\d._^])\d+(?:\.\d+)? \d/.test(s)) return { t: 'text', value: s }; // not `\log_2 8`, `x^2 3`
   let percent = false;
   const p = /\s*(?:\\%|%)\s*$/.exec(s);
   if (p) {
