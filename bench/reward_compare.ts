@@ -181,7 +181,9 @@ async function main(): Promise<void> {
   const mdFile = path.join(ROOT, 'bench', 'results', 'reward_compare.md');
   fs.writeFileSync(mdFile, `${md.join('\n')}\n`);
   // Aligned columns, as the repo's formatter wants them (bench/ is linted).
-  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'biome'), ['format', '--write', mdFile], { stdio: 'ignore' });
+  execFileSync(path.join(ROOT, 'node_modules', '.bin', 'biome'), ['format', '--write', mdFile], {
+    stdio: 'ignore',
+  });
   fs.writeFileSync(
     path.join(ROOT, 'bench', 'results', 'reward_disagreements.jsonl'),
     `${disagreements.map((d) => JSON.stringify(d)).join('\n')}\n`,
