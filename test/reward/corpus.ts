@@ -384,18 +384,9 @@ if (process.argv[1]?.endsWith('corpus.ts') && process.argv[2]) {
   const cases = buildCorpus();
   fs.writeFileSync(process.argv[2], `${cases.map((c) => JSON.stringify(c)).join('\n')}\n`);
   const rules = new Map<string, number>();
-  for (const c of cases)
-    rules.set(
-      c.rule.split('/').slice(0, 2).join('/'),
-      (rules.get(c.rule.split('/').slice(0, 2).join('/')) ?? 0) + 1,
-    );
-  console.log(
-    `${cases.length} cases (${cases.filter((c) => c.expected).length} equal) -> ${process.argv[2]}`,
-  );
-  console.log(
-    [...rules.entries()]
-      .sort()
-      .map(([r, n]) => `${r} ${n}`)
-      .join('\n'),
-  );
+  for (const r of cases.map((c) => c.rule.split('/').slice(0, 2).join('/')))
+    rules.set(r, (rules.get(r) ?? 0) + 1);
+  const equal = cases.filter((c) => c.expected).length;
+  console.log(`${cases.length} cases (${equal} equal) -> ${process.argv[2]}`);
+  for (const [r, n] of [...rules.entries()].sort()) console.log(`${r} ${n}`);
 }
