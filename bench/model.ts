@@ -204,7 +204,7 @@ function makeSftStep(
 ) {
   if (ids.length % micro !== 0)
     throw new Error(`--micro-batches ${micro} must divide the batch ${ids.length}`);
-  const vars = model.variables('text');
+  const vars = model.variables('lm');
   const named: Record<string, tf.Variable> = {};
   const byVar = new Map<string, string>();
   for (const [k, t] of Object.entries(model.params)) {
@@ -426,7 +426,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
 
 /** The model's trainable text parameters by name. */
 function textParams(model: Qwen2_5_VL): Record<string, tf.Variable> {
-  const vars = new Set(model.variables('text'));
+  const vars = new Set(model.variables('lm'));
   return Object.fromEntries(
     Object.entries(model.params).filter(([, t]) => vars.has(t as tf.Variable)),
   ) as Record<string, tf.Variable>;

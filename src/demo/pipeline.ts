@@ -9,7 +9,7 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BackendRequest, initBackend } from '../backend/index.js';
+import type { BackendRequest } from '../backend/index.js';
 import type { CompactTokenizer } from '../data/compact_vocab.js';
 import { defaultTokenizer } from '../data/tokenizer.js';
 import { saveWeights } from '../io/checkpoint.js';
@@ -70,7 +70,7 @@ export const demoReward: RewardFunction = (completions, ctx) =>
 export interface DemoOptions {
   out: string;
   seed: number;
-  /** tfjs backend request handed to both trainers (they call initBackend, which is idempotent). */
+  /** tfjs backend the caller started (recorded in options.json and both trainers' configs; never started here). */
   backend: BackendRequest;
   /** Model config: a folder with config.json or a .json file. */
   modelConfig: string;
@@ -219,7 +219,6 @@ type Ctx = { o: DemoOptions; model: Qwen2_5_VL; ct: CompactTokenizer; say: Say }
  */
 export async function runDemo(o: DemoOptions, say: Say = console.log): Promise<DemoSummary> {
   const t0 = performance.now();
-  await initBackend({ backend: o.backend, log: () => {} });
   await mkdir(o.out, { recursive: true });
   await writeFile(path.join(o.out, 'options.json'), `${JSON.stringify(o, null, 2)}\n`);
   const cfg = await readModelConfig(o.modelConfig);

@@ -28,6 +28,7 @@ import type { Params } from './layers.js';
 import { causalLmLossFromHidden, type LossOptions, tokenLogprobsFromHidden } from './loss.js';
 import { getRopeIndex, packedRopeIndex } from './rope.js';
 import { embedInputs, lmLogits, ropeTables, textForward } from './text.js';
+import { selectTrainable, type TrainablePart } from './trainable.js';
 import { type Trace, visionForward } from './vision.js';
 
 /** Model inputs. Ids/masks given as tensors are read with `arraySync` (cpu/wasm); pass arrays on webgpu. */
@@ -196,12 +197,9 @@ export class Qwen2_5_VL {
     );
   }
 
-  /** Trainable variables: all, or only the language model (`visual.*` frozen) / only the vision tower. */
-  variables(which: 'all' | 'text' | 'vision' = 'all'): tf.Variable[] {
-    const keep = (k: string): boolean => which === 'all' || (which === 'vision') === k.startsWith('visual.');
-    return Object.entries(this.params)
-      .filter(([k, t]) => keep(k) && t instanceof tf.Variable)
-      .map(([, t]) => t as tf.Variable);
+  /** Trainable variables of one part ({@link TRAINABLE_PARTS}: 'all', 'lm', 'vision', 'lm+merger'). */
+  variables(part: TrainablePart = 'all'): tf.Variable[] {
+    return Object.values(selectTrainable(this.params, part));
   }
 
   /** Frees every parameter. */

@@ -35,7 +35,7 @@ import { type ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import type { SftConfig } from './config.js';
-import { latestCheckpoint, resolveResume, writeRunConfig } from './state.js';
+import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
 /** models/tiny/config.json of this package (resolves from src/train and dist/train alike). */
@@ -235,41 +235,6 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
   return { closures, tokens, dispose };
 }
 
-/** Fields that must not change across a resume: they fix the data order, the batches or the trainable set. */
-const RESUME_FIXED = [
-  'seed',
-  'batchSize',
-  'gradAccumSteps',
-  'lengthGrouping',
-  'packing',
-  'maxSeqLen',
-  'trainable',
-];
-const RESUME_FIXED_DATA = [
-  'train',
-  'format',
-  'questionField',
-  'solutionField',
-  'answerField',
-  'promptTemplate',
-];
-
-/**
- * Differences between a checkpoint's saved config and the current one in fields a resume must keep.
- * @example resumeMismatches({ batchSize: 2 }, cfg) // ['batchSize was 2, now 4']
- */
-export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
-  const s = (saved ?? {}) as Record<string, any>;
-  const out: string[] = [];
-  const cmp = (name: string, a: unknown, b: unknown) => {
-    if (a !== undefined && JSON.stringify(a) !== JSON.stringify(b))
-      out.push(`${name} was ${JSON.stringify(a)}, now ${JSON.stringify(b)}`);
-  };
-  for (const k of RESUME_FIXED) cmp(k, s[k], (now as Record<string, unknown>)[k]);
-  for (const k of RESUME_FIXED_DATA) cmp(`data.${k}`, s.data?.[k], (now.data as Record<string, unknown>)[k]);
-  return out;
-}
-
 /**
  * Runs SFT as configured; see the file header. Writes `outDir/training_config.json`, `outDir/log.jsonl` and
  * `outDir/checkpoint-<step>/` (every `saveEvery` steps and at the end).
@@ -280,7 +245,7 @@ export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
 export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
   const info = deps.info ?? ((l: string) => console.error(l));
   await Trainer.ready();
-  await checkFreshOutDir(c);
+  await checkFreshOutDir(c.outDir, c.resume);
   await writeRunConfig(c.outDir, c);
   const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
   const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);
@@ -301,7 +266,14 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
   const logger = deps.logger === undefined ? new JsonlLogger(path.join(c.outDir, 'log.jsonl')) : deps.logger;
   const bar =
     deps.progress === null ? undefined : new ProgressBar(totalSteps, deps.progress ?? process.stderr);
-  const trainer = new Trainer({ model, config: c, totalSteps, logger: logger ?? undefined, progress: bar });
+  const trainer = new Trainer({
+    model,
+    config: c,
+    totalSteps,
+    logger: logger ?? undefined,
+    progress: bar,
+    info,
+  });
   try {
     await resumeRun(c, trainer, data, info);
     return await runLoop({ c, model, data, trainer, evalSet, padId, totalSteps, info });
@@ -313,22 +285,7 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
   }
 }
 
-/**
- * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
- * @example await checkFreshOutDir(cfg); // throws "... pass --resume latest ..." if outDir has checkpoint-* dirs
- */
-export async function checkFreshOutDir(c: SftConfig): Promise<void> {
-  if (c.resume !== undefined) return;
-  const last = await latestCheckpoint(c.outDir);
-  if (last) {
-    throw new Error(
-      `outDir ${c.outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
-        'that run, or choose another --out-dir',
-    );
-  }
-}
-
-/** On `resume`: checks the saved config, restores weights/optimizer/step/rng and moves the data stream. */
+/** On `resume`: the trainer checks the saved config (train/resume.ts), restores weights/optimizer/step/rng and moves the data stream. */
 async function resumeRun(
   c: SftConfig,
   trainer: Trainer,
@@ -337,14 +294,6 @@ async function resumeRun(
 ): Promise<void> {
   const dir = await resolveResume(c.resume, c.outDir);
   if (!dir) return;
-  const saved = JSON.parse(await readFile(path.join(dir, 'training_config.json'), 'utf8'));
-  const changed = resumeMismatches(saved, c);
-  if (changed.length > 0) {
-    throw new Error(
-      `resume from ${dir}: ${changed.join('; ')}. These fix the data order and the trained parameters, so the run ` +
-        'could not continue exactly: use the saved values, or start a fresh run in another outDir',
-    );
-  }
   const state = await trainer.resume(dir);
   data.seek(state.dataPosition);
   info(`sft: resumed from ${dir} at step ${state.step}`);

@@ -259,3 +259,18 @@ export async function resolveResume(resume: string | undefined, outDir: string):
     throw new Error(`resume '${resume}': no ${STATE_FILE} there; pass a checkpoint-<step> dir or 'latest'`);
   return resume;
 }
+
+/**
+ * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
+ * @example await checkFreshOutDir(cfg.outDir, cfg.resume); // throws "... pass --resume latest ..." if it has some
+ */
+export async function checkFreshOutDir(outDir: string, resume: string | undefined): Promise<void> {
+  if (resume !== undefined) return;
+  const last = await latestCheckpoint(outDir);
+  if (last) {
+    throw new Error(
+      `outDir ${outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
+        'that run, or choose another --out-dir',
+    );
+  }
+}

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
 import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { selectTrainable } from '../../src/model/trainable.js';
 import {
   completionLogprobs,
   type GrpoStepRecord,
@@ -29,7 +30,6 @@ import {
   rowToPrompt,
   scoreCompletions,
 } from '../../src/train/rollout.js';
-import { selectTrainable } from '../../src/train/trainer.js';
 import { readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, FIXTURE, ROOT } from '../helpers.js';
