@@ -11,7 +11,7 @@ import { PROMPT_TEMPLATES } from '../data/templates.js';
 import { defaultTokenizer, loadTokenizer } from '../data/tokenizer.js';
 import { readEvalItems } from '../eval/data.js';
 import { type Breakdown, type EvalSummary, runEval, summarizeRecords } from '../eval/harness.js';
-import { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { loadModel } from '../model/load.js';
 import { startCommand } from './common.js';
 
 export const EvalArgs = z
@@ -92,7 +92,7 @@ export async function evalRun(
   const tok = existsSync(path.join(a.model, 'tokenizer.json'))
     ? await loadTokenizer(a.model)
     : await defaultTokenizer();
-  const model = await Qwen2_5_VL.load(a.model);
+  const model = await loadModel(a.model, { seed: a.seed ?? 0 });
   const out = a.out ?? `runs/eval-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   try {
     const records = await runEval(model, tok, items, {

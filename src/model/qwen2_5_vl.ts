@@ -20,16 +20,18 @@
 // Packed training rows (several sequences per row, no cache) pass `segmentIds`: the mask becomes block-diagonal
 // per sequence and positions restart per sequence, so the row computes what its sequences compute alone.
 import * as tf from '@tensorflow/tfjs-core';
-import { initWeights, type LoadWeightsOptions, loadWeights } from '../io/checkpoint.js';
+import type { LoadWeightsOptions } from '../io/checkpoint.js';
 import { causalMask, packedCausalMask } from './attention.js';
 import { loadConfig, type Qwen2_5_VLConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import type { Params } from './layers.js';
 import { causalLmLossFromHidden, type LossOptions, tokenLogprobsFromHidden } from './loss.js';
+import { initWeights } from './params.js';
 import { getRopeIndex, packedRopeIndex } from './rope.js';
 import { embedInputs, lmLogits, ropeTables, textForward } from './text.js';
 import { selectTrainable, type TrainablePart } from './trainable.js';
 import { type Trace, visionForward } from './vision.js';
+import { loadWeights } from './weights.js';
 
 /** Model inputs. Ids/masks given as tensors are read with `arraySync` (cpu/wasm); pass arrays on webgpu. */
 export interface ModelInputs {

@@ -16,8 +16,10 @@
 // checkpoint) and sampling; grpo_step.ts the loss/gradients/update; grpo_log.ts the step record and rollouts log.
 // Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
 import path from 'node:path';
+import { loadPrompts, type PromptExample, PromptStream, requireGoldAnswers } from '../data/prompts.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
 import { QWEN_EOS_IDS } from '../model/generate.js';
+import { loadModel } from '../model/load.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
 import { VerifierPool } from '../reward/pool.js';
@@ -31,14 +33,10 @@ import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
 import {
   type EncodedPrompt,
   encodePrompt,
-  loadPrompts,
-  type PromptExample,
-  PromptStream,
   type RewardFunction,
   rolloutPrompts,
   scoreCompletions,
 } from './rollout.js';
-import { loadModelSpec } from './sft.js';
 import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
@@ -82,9 +80,6 @@ export interface GrpoResult {
   rolloutsFile: string;
   lastCheckpoint?: string;
 }
-
-/** The policy named by `config.model` ('tiny', a config.json path, or a model dir); shared with SFT. */
-export { loadModelSpec };
 
 /** Everything a run keeps between steps. */
 interface RunContext extends PolicyState {
@@ -229,13 +224,20 @@ async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<numb
 
 /** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, the trainer (resumed). */
 async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
-  const model = deps.model ?? (await loadModelSpec(cfg.model, cfg.seed ?? 0));
+  const model = deps.model ?? (await loadModel(cfg.model, { seed: cfg.seed ?? 0 }));
   const ref =
     cfg.klCoef > 0
-      ? (deps.refModel ?? (await loadModelSpec(cfg.refModel ?? cfg.model, cfg.seed ?? 0)))
+      ? (deps.refModel ?? (await loadModel(cfg.refModel ?? cfg.model, { seed: cfg.seed ?? 0 })))
       : null;
   const tok = deps.tokenizer ?? (await defaultTokenizer());
   const prompts = deps.prompts ?? (await loadPrompts(cfg.data.train, cfg.data));
+  // The math reward needs gold answers: a set without any would train on all-zero rewards, silently.
+  if (!deps.rewardFn)
+    requireGoldAnswers(
+      prompts,
+      deps.prompts ? 'the prompts given to trainGrpo' : cfg.data.train,
+      cfg.data.answerField,
+    );
   const total = totalGrpoSteps(cfg, prompts.length);
   const sampling = new Rng(cfg.seed ?? 0).split('sampling');
   run.log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));

@@ -4,6 +4,7 @@
 // for how the old log-probs are chosen (on-policy stop-gradient vs. a no-grad recompute).
 // Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
 import * as tf from '@tensorflow/tfjs-core';
+import type { PromptExample } from '../data/prompts.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { tokenLogprobsFromHidden } from '../model/loss.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
@@ -11,13 +12,7 @@ import { lmLogits } from '../model/text.js';
 import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
 import type { TensorMap } from './optim.js';
-import {
-  buildTrainRows,
-  disposeRows,
-  type EncodedPrompt,
-  type PromptExample,
-  type TrainRows,
-} from './rollout.js';
+import { buildTrainRows, disposeRows, type EncodedPrompt, type TrainRows } from './rollout.js';
 import { accumulateGrads, type LossClosure, type Trainer } from './trainer.js';
 
 /** Loss settings of one update, from the config. */

@@ -9,17 +9,10 @@
 //   ...                     whatever `writeWeights(tmpDir)` writes (model safetensors + config.json)
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { DataPosition } from '../data/batches.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { RngState } from '../util/rng.js';
 import type { AdamWState, HostF32Tensor } from './optim.js';
-
-/** Position in the training data stream, enough to continue exactly (see src/data/dataset.ts). */
-export interface DataPosition {
-  /** 0-based epoch. */
-  epoch: number;
-  /** Index of the next batch within the epoch's batch order. */
-  index: number;
-}
 
 /** Everything a trainer needs to continue a run exactly. */
 export interface TrainState {

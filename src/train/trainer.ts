@@ -22,9 +22,10 @@
 // correction), so a skipped NaN update does not advance it.
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureGradients } from '../backend/gradients.js';
-import { loadWeights, saveWeights } from '../io/checkpoint.js';
+import type { DataPosition } from '../data/batches.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { selectTrainable } from '../model/trainable.js';
+import { loadWeights, saveWeights } from '../model/weights.js';
 import { type JsonlLogger, type StepRecord, truncateStepLog } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
 import type { Rng, RngState } from '../util/rng.js';
@@ -32,7 +33,7 @@ import type { CommonTrainConfig } from './config.js';
 import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard, type TensorMap } from './optim.js';
 import { checkResumeConfig } from './resume.js';
 import { type Schedule, warmupCosine } from './schedule.js';
-import { type DataPosition, type LoadedTrainState, loadTrainState, saveTrainState } from './state.js';
+import { type LoadedTrainState, loadTrainState, saveTrainState } from './state.js';
 
 /** Loss of one micro-batch, built synchronously (it runs inside tf.variableGrads). */
 export type LossClosure = () => tf.Scalar;
