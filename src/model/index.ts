@@ -40,13 +40,11 @@ export {
   silu,
   swiglu,
 } from './layers.js';
+export { addInto, chunkedLogSumExp, fusedLinearCe } from './lm_head.js';
 export { type LoadModelOptions, loadModel, TINY_CONFIG } from './load.js';
 export {
-  addInto,
   causalLmLoss,
   causalLmLossFromHidden,
-  chunkedLogSumExp,
-  fusedLinearCe,
   IGNORE_INDEX,
   type LossOptions,
   shiftLabels,
