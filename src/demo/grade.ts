@@ -1,6 +1,6 @@
 // Grading demo answers: the verifiable reward of the demo's RL stage. The answer is the reward's `lastBoxed`
 // (src/reward/extract.ts), compared after a light normalisation; truncated completions score 0 (ORZ).
-import { lastBoxed } from '../reward/extract.js';
+import { findBoxes } from '../reward/extract.js';
 import type { RewardFunction } from '../train/rollout.js';
 
 /** Lowercase, trim, drop `\text{}` and a trailing period. */
@@ -19,7 +19,7 @@ export function normalizeAnswer(s: string): string {
  * gradeDemo('<answer> \\boxed{3} </answer>', '3') // 1
  */
 export function gradeDemo(completion: string, answer: string): number {
-  const got = lastBoxed(completion)?.text;
+  const got = findBoxes(completion).at(-1)?.content; // the last box alone: 'wait' self-corrections count
   return got !== undefined && normalizeAnswer(got) === normalizeAnswer(answer) ? 1 : 0;
 }
 

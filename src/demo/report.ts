@@ -4,7 +4,7 @@ import path from 'node:path';
 import { BEHAVIORS, type Behavior } from '../analysis/behaviors.js';
 import { lineChart } from '../report/charts.js';
 import { writeReport } from '../report/html.js';
-import { lastBoxed } from '../reward/extract.js';
+import { findBoxes } from '../reward/extract.js';
 import type { GrpoStepRecord } from '../train/grpo.js';
 import type { StepRecord } from '../util/log.js';
 import { mean } from '../util/stats.js';
@@ -23,7 +23,7 @@ export function answerCounts(
 ): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};
   for (const r of rows) {
-    const got = lastBoxed(r.completion)?.text ?? null;
+    const got = findBoxes(r.completion).at(-1)?.content ?? null;
     const a = got === null ? '(none)' : normalizeAnswer(got);
     out[r.task] ??= {};
     out[r.task][a] = (out[r.task][a] ?? 0) + 1;
@@ -119,7 +119,9 @@ async function demoCharts(c: Curves): Promise<{ name: string; png: Buffer }[]> {
 
 /** Share of an eval's completions with a `\boxed{}` answer (well-formed, right or wrong). */
 const boxedShare = (r: DemoEvalResult): number =>
-  r.rows.length ? r.rows.filter((x) => lastBoxed(x.completion) !== null).length / r.rows.length : Number.NaN;
+  r.rows.length
+    ? r.rows.filter((x) => findBoxes(x.completion).length > 0).length / r.rows.length
+    : Number.NaN;
 
 /** Writes `o.out/report/` (index.html + PNG charts); returns the HTML path. */
 export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves): Promise<string> {
