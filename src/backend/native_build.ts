@@ -266,7 +266,12 @@ function compile(
   }
   writeFileSync(
     stamp,
-    JSON.stringify({ key: path.basename(path.dirname(keep)), tf: libs.dir, source: libs.source }),
+    JSON.stringify({
+      key: path.basename(path.dirname(keep)),
+      tf: libs.dir,
+      source: libs.source,
+      cache: o.cache,
+    }),
   );
 }
 
@@ -278,7 +283,7 @@ const av = a.dataSync(), bv = b.dataSync(), c = tf.matMul(a, b).dataSync();
 tf.setBackend('cpu');
 const c2 = tf.matMul(tf.tensor(av, [64, 48]), tf.tensor(bv, [48, 32])).dataSync();
 let d = 0; for (let i = 0; i < c.length; i++) d = Math.max(d, Math.abs(c[i] - c2[i]));
-console.log(JSON.stringify({ name: tf.getBackend() && be.constructor.name, tf: be.binding.TF_Version, gpu: !!be.isUsingGpuDevice, maxDiff: d }));
+console.log(JSON.stringify({ tf: be.binding.TF_Version, gpu: !!be.isUsingGpuDevice, maxDiff: d }));
 `;
 
 /** Step 3: load the package in a child process (a broken library cannot take this process down), matMul vs cpu. */
