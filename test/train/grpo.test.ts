@@ -32,9 +32,10 @@ import {
 import { selectTrainable } from '../../src/train/trainer.js';
 import { readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
+import { testBackendName } from '../backend/select.js';
 import { expectClose, FIXTURE, ROOT } from '../helpers.js';
 
-const BACKEND = (process.env.OVR_TEST_BACKEND ?? 'wasm') as 'wasm' | 'cpu' | 'webgpu';
+const BACKEND = testBackendName('wasm');
 const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-unit-${process.pid}`);
 let model: Qwen2_5_VL;
 let tok: QwenTokenizer;
