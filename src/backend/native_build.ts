@@ -95,12 +95,21 @@ function vendorPackage(pkg: string, project: string, cache: string, log: (l: str
   const dest = path.join(project, 'node_modules', pkg);
   rmSync(dest, { recursive: true, force: true });
   log(`native: copying ${pkg} and its dependencies into ${dest}`);
-  cpSync(path.join(staged, pkg), dest, { recursive: true });
+  copyTree(path.join(staged, pkg), dest);
   for (const name of packageNames(staged)) {
     if (name === pkg) continue;
     const version = readJson(path.join(staged, name, 'package.json'))?.version;
     if (readJson(path.join(project, 'node_modules', name, 'package.json'))?.version === version) continue;
-    cpSync(path.join(staged, name), path.join(dest, 'node_modules', name), { recursive: true });
+    copyTree(path.join(staged, name), path.join(dest, 'node_modules', name));
+  }
+}
+
+/** Copies a folder as hard links when the cache shares the project's file system (`cp -al`), else as a copy. */
+function copyTree(from: string, to: string): void {
+  mkdirSync(path.dirname(to), { recursive: true });
+  if (run('cp', ['-al', from, to]).status !== 0) {
+    rmSync(to, { recursive: true, force: true });
+    cpSync(from, to, { recursive: true });
   }
 }
 
