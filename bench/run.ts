@@ -8,6 +8,7 @@
 //      OVR_BENCH_BASELINE=bench/results/<earlier>.json  the "before" profile column (default: this run only)
 //      OVR_BENCH_MERGE=1  replace only the re-run pairs in today's result file (keep the others)
 //      OVR_BENCH_REPORT_ONLY=1  only regenerate docs/performance.md from today's result file
+//      OVR_BENCH_SKIP=generate,vision  skip phases in every run (a short run on a busy machine)
 //      OVR_BENCH_CPU_SMALL=1  also run the pure-JS cpu backend on the small config (about 1 GFLOP/s: many minutes a step)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -110,6 +111,7 @@ function settingsArgs(p: Plan): string[] {
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
     ...(p.flags ?? []),
+    ...(process.env.OVR_BENCH_SKIP && !p.flags?.includes('--skip') ? ['--skip', process.env.OVR_BENCH_SKIP] : []),
   ];
 }
 
