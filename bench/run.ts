@@ -111,7 +111,9 @@ function settingsArgs(p: Plan): string[] {
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
     ...(p.flags ?? []),
-    ...(process.env.OVR_BENCH_SKIP && !p.flags?.includes('--skip') ? ['--skip', process.env.OVR_BENCH_SKIP] : []),
+    ...(process.env.OVR_BENCH_SKIP && !p.flags?.includes('--skip')
+      ? ['--skip', process.env.OVR_BENCH_SKIP]
+      : []),
   ];
 }
 
