@@ -183,11 +183,12 @@ function runTorch(p: Plan): RunResult {
     OPENBLAS_NUM_THREADS: String(TORCH_THREADS),
   };
   const r = spawnSync(python, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  // backend after the spread: torch_ref.py reports 'torch-cpu' for both PyTorch builds.
   return {
     impl: 'pytorch',
-    backend,
     config: p.config,
     ...lastJson(r.stdout, r.stderr, r.status),
+    backend,
   } as RunResult;
 }
 
