@@ -24,6 +24,7 @@ import { accumulateGrads, Trainer, type TrainerConfig } from '../src/train/train
 import { Rng } from '../src/util/rng.js';
 import { forwardFlops, trainStepFlops } from './flops.js';
 import { aggregateKernels, type KernelRow } from './profile.js';
+import { makeTrainerStep } from './trainer_step.js';
 
 export interface ModelBenchArgs {
   backend: BackendName;
@@ -43,7 +44,7 @@ export interface ModelBenchArgs {
   /** wasm live-tensor limit in GiB (initBackend's wasmMaxBytes; default the library's 3.5). */
   wasmMaxGib?: number;
   /** 'full': one timed step; 'split': grads + clip timed without an optimizer alive, then AdamW.step timed alone. */
-  sftMode: 'full' | 'split';
+  sftMode: 'trainer' | 'full' | 'split';
   /** Split each SFT batch into this many micro-batches with summed gradients (same tokens per step). */
   microBatches: number;
   /** wasm pthreads (default 1; >= 2 enables the experimental threads shim, src/backend/wasm_threads.ts). */
@@ -67,6 +68,12 @@ const DEFAULTS: Omit<
   profile: false,
   seed: 0,
 };
+
+/** --sft-mode: 'trainer' (default: Trainer.trainStep, what `ovr-train sft` runs), 'full' or 'split' (hand-built). */
+function sftModeOf(v: string): ModelBenchArgs['sftMode'] {
+  if (v === 'trainer' || v === 'full' || v === 'split') return v;
+  throw new Error(`--sft-mode must be trainer, full or split, got '${v}'`);
+}
 
 /** Parses `--key value` flags (and bare `--profile`); unknown flags throw, naming the flag. */
 export function parseArgs(argv: string[]): ModelBenchArgs {
@@ -109,7 +116,7 @@ export function parseArgs(argv: string[]): ModelBenchArgs {
     seed: num('seed', DEFAULTS.seed),
     microBatches: Math.max(1, num('micro-batches', 1)),
     wasmThreads: Math.max(1, num('wasm-threads', Number(process.env.OVR_WASM_THREADS ?? 1))),
-    sftMode: str('sft-mode', 'full') === 'split' ? 'split' : 'full',
+    sftMode: sftModeOf(str('sft-mode', 'trainer')),
     wasmMaxGib: raw.has('wasm-max-gib') ? Number(str('wasm-max-gib', '3.5')) : undefined,
   };
   if (raw.size > 0)
@@ -335,7 +342,10 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
         const split = a.sftMode === 'split';
         // split: AdamW first, on a fresh heap, then gradients + clip with no optimizer state alive.
         const adamw = split ? await adamwBench(textParams(model), a) : null;
-        const sft = makeSftStep(model, ids, sftLabels(ids), a.microBatches, !split);
+        const sft =
+          a.sftMode === 'trainer'
+            ? await makeTrainerStep(model, ids, sftLabels(ids), a.microBatches)
+            : makeSftStep(model, ids, sftLabels(ids), a.microBatches, !split);
         const r = await timeIt(sft.step, a.warmup, a.repeats);
         sample();
         log(`SFT step ${r.ms.toFixed(0)} ms (${r.allMs.map((x) => x.toFixed(0)).join(', ')})`);
@@ -356,7 +366,9 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
           ...r,
           mode: split
             ? 'split: median(grads + clip) + AdamW.step time scaled from the non-embedding params by element count'
-            : 'full',
+            : a.sftMode === 'trainer'
+              ? 'trainer: Trainer.trainStep + sftLoss (what ovr-train sft runs)'
+              : 'full',
           adamw,
           tokensPerS: (B * T * 1e3) / r.ms,
           modelGflops: trainStepFlops(cfg, B, T) / r.ms / 1e6,

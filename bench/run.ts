@@ -8,6 +8,7 @@
 //      OVR_BENCH_BASELINE=bench/results/<earlier>.json  the "before" profile column (default: this run only)
 //      OVR_BENCH_MERGE=1  replace only the re-run pairs in today's result file (keep the others)
 //      OVR_BENCH_REPORT_ONLY=1  only regenerate docs/performance.md from today's result file
+//      OVR_BENCH_SKIP=generate,vision  skip phases in every run (a short run on a busy machine)
 //      OVR_BENCH_CPU_SMALL=1  also run the pure-JS cpu backend on the small config (about 1 GFLOP/s: many minutes a step)
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -46,7 +47,8 @@ const seqOf = (config: string): number => SEQ[config] ?? SETTINGS.seq;
 interface Plan {
   config: string;
   /** 'wasm-mt': wasm with the experimental 2-thread shim (opt-in row, never the default number). */
-  backend: 'cpu' | 'wasm' | 'wasm-mt' | 'webgpu' | 'torch';
+  /** 'torch': Debian's python3-torch 1.13 + OpenBLAS; 'torch-pypi': current torch from PyPI (setup_torch_pypi.sh). */
+  backend: 'cpu' | 'wasm' | 'wasm-mt' | 'webgpu' | 'tensorflow' | 'torch' | 'torch-pypi';
   /** Extra model.ts flags (fewer repeats on slow backends). */
   flags?: string[];
   /** Reason to skip instead of running. */
@@ -61,10 +63,14 @@ export function defaultPlan(cpuSmall: boolean): Plan[] {
   const slow = ['--warmup', '1', '--repeats', '1'];
   return [
     { config: 'tiny', backend: 'torch' },
+    { config: 'tiny', backend: 'torch-pypi' },
+    { config: 'tiny', backend: 'tensorflow', flags: ['--profile'] },
     { config: 'tiny', backend: 'wasm', flags: ['--profile'] },
     { config: 'tiny', backend: 'cpu', flags: slow },
     { config: 'tiny', backend: 'webgpu', flags: slow },
     { config: 'small', backend: 'torch' },
+    { config: 'small', backend: 'torch-pypi' },
+    { config: 'small', backend: 'tensorflow', flags: ['--profile'] },
     { config: 'small', backend: 'wasm', flags: WASM_SMALL },
     // Experimental, opt-in in the library: the same step on 2 wasm threads (reported as its own row).
     { config: 'small', backend: 'wasm-mt', flags: ['--repeats', '2', '--skip', 'generate,vision'] },
@@ -106,6 +112,9 @@ function settingsArgs(p: Plan): string[] {
     ...['--gen-prompt', String(SETTINGS.genPrompt), '--gen-new', String(SETTINGS.genNew)],
     ...['--warmup', String(WARMUP), '--repeats', String(REPEATS)],
     ...(p.flags ?? []),
+    ...(process.env.OVR_BENCH_SKIP && !p.flags?.includes('--skip')
+      ? ['--skip', process.env.OVR_BENCH_SKIP]
+      : []),
   ];
 }
 
@@ -149,9 +158,21 @@ function ensureTorch(): string | null {
   return r.status === 0 && ok() ? null : 'python3-torch not importable; run bench/setup_torch.sh as root';
 }
 
+/** The pinned PyPI torch venv's python (bench/setup_torch_pypi.sh creates it once), or why not. */
+function pypiTorch(): { python: string } | { why: string } {
+  const r = spawnSync('bash', ['bench/setup_torch_pypi.sh'], { cwd: ROOT, encoding: 'utf8' });
+  const py = r.stdout.trim().split('\n').at(-1) ?? '';
+  return r.status === 0 && existsSync(py)
+    ? { python: py }
+    : { why: `setup_torch_pypi.sh failed: ${r.stderr.trim().split('\n').at(-1)}` };
+}
+
 function runTorch(p: Plan): RunResult {
-  const why = ensureTorch();
-  if (why) return { impl: 'pytorch', backend: 'torch-cpu', config: p.config, skipped: why };
+  const pypi = p.backend === 'torch-pypi' ? pypiTorch() : null;
+  const backend = p.backend === 'torch-pypi' ? 'torch-pypi-cpu' : 'torch-cpu';
+  const why = pypi ? ('why' in pypi ? pypi.why : null) : ensureTorch();
+  if (why) return { impl: 'pytorch', backend, config: p.config, skipped: why };
+  const python = pypi && 'python' in pypi ? pypi.python : PYTHON;
   const args = [
     'bench/torch_ref.py',
     ...['--config', CONFIGS[p.config], '--name', p.config, '--threads', String(TORCH_THREADS)],
@@ -162,12 +183,13 @@ function runTorch(p: Plan): RunResult {
     OMP_NUM_THREADS: String(TORCH_THREADS),
     OPENBLAS_NUM_THREADS: String(TORCH_THREADS),
   };
-  const r = spawnSync(PYTHON, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(python, args, { cwd: ROOT, env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  // backend after the spread: torch_ref.py reports 'torch-cpu' for both PyTorch builds.
   return {
     impl: 'pytorch',
-    backend: 'torch-cpu',
     config: p.config,
     ...lastJson(r.stdout, r.stderr, r.status),
+    backend,
   } as RunResult;
 }
 
@@ -224,6 +246,7 @@ async function main(): Promise<void> {
       'tfjs-backend-wasm': pkgVersion('@tensorflow/tfjs-backend-wasm'),
       'tfjs-backend-webgpu': pkgVersion('@tensorflow/tfjs-backend-webgpu'),
       webgpu: pkgVersion('webgpu'),
+      'tfjs-node': pkgVersion('@tensorflow/tfjs-node'),
     },
     settings: { ...SETTINGS, repeats: REPEATS, warmup: WARMUP, torchThreads: TORCH_THREADS, wasmThreads: 1 },
     configs: Object.fromEntries(
@@ -240,15 +263,16 @@ async function main(): Promise<void> {
     console.error(`bench: ${p.config} / ${p.backend} ...`);
     const r: RunResult = p.skip
       ? { impl: 'ovr', backend: p.backend, config: p.config, skipped: p.skip }
-      : p.backend === 'torch'
+      : p.backend === 'torch' || p.backend === 'torch-pypi'
         ? runTorch(p)
         : runOurs(p);
     r.wallS = Number(((performance.now() - t0) / 1e3).toFixed(1));
     r.loadavg = Number(load.toFixed(2));
     if (r.impl === 'pytorch' && !r.skipped && !r.error) {
       const t = r as RunResult & { versions?: Record<string, string>; blasLibs?: string[] };
-      res.versions.torch = t.versions?.torch ?? '?';
-      res.versions.blas = (t.blasLibs ?? []).map((l) => path.basename(l)).join(' ') || '?';
+      const key = p.backend === 'torch-pypi' ? 'torchPypi' : 'torch';
+      res.versions[key] = t.versions?.torch ?? '?';
+      res.versions[`${key}Blas`] = (t.blasLibs ?? []).map((l) => path.basename(l)).join(' ') || '?';
     }
     res.runs.push(r);
     console.error(

@@ -1,15 +1,16 @@
 // initBackend: choose and initialise the tfjs backend, install our kernel patches. This is the only
-// global state of the library. Order for 'auto' (docs/backends.md): tfjs-node-gpu, tfjs-node, webgpu on a
-// real GPU, wasm (XNNPACK + patches), cpu. Library code never reads the environment (the CLI passes
-// ovrBackendFromEnv(process.env) in); the only write is EGL_PLATFORM=surfaceless for Dawn's GL path.
+// global state of the library. Order for 'auto' (docs/backends.md): tfjs-node-gpu, tfjs-node (both built by
+// `ovr-train native`), webgpu on a real GPU, wasm (XNNPACK + patches), cpu. Library code never reads the
+// environment (the CLI passes ovrBackendFromEnv(process.env) in); the only writes are EGL_PLATFORM=surfaceless
+// for Dawn's GL path and a TF_CPP_MIN_LOG_LEVEL default for TensorFlow's start-up log.
 import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureGradients } from './gradients.js';
 import { checkWasmMaxBytes, DEFAULT_WASM_MAX_BYTES, installWasmHeapGuard } from './heap.js';
-import { NATIVE_PACKAGES, tryNativeBackend } from './native.js';
+import { NATIVE_PACKAGES, nativeInfo, tryNativeBackend } from './native.js';
 import { activeWasmPatches, installWasmPatches } from './wasm.js';
-import { activateWebgpu, findWebgpuAdapter, WEBGPU_PATCHES } from './webgpu.js';
+import { activateWebgpu, dawnStarted, findWebgpuAdapter, WEBGPU_PATCHES } from './webgpu.js';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 /** What the caller asks for. */
@@ -45,9 +46,21 @@ type Candidate = {
 
 const fail = (why: string): Attempt => ({ ok: false, why });
 
+// NOTE: libtensorflow_cc 2.21 exports ~87k LLVM symbols (XLA/MLIR); loaded after Dawn's GL path has pulled in
+// Mesa's libLLVM-15 (llvmpipe), its references bind to Mesa's LLVM and the process dies with SIGSEGV. Loaded
+// first, both work. So once Dawn has started, a first load of TensorFlow is refused with a clear reason.
+let nativeLoaded = false;
+
 async function startNative(pkg: (typeof NATIVE_PACKAGES)[number]): Promise<Attempt> {
+  if (dawnStarted() && !nativeLoaded)
+    return fail(
+      "not loaded after webgpu in one process (TensorFlow's LLVM symbols bind to Mesa's and crash): start 'tensorflow' before 'webgpu', or use separate processes",
+    );
   const why = await tryNativeBackend(pkg);
-  return why ? fail(why) : { ok: true, reason: `${pkg} (libtensorflow 2.9.1)`, patches: [] };
+  if (!why) nativeLoaded = true;
+  if (why) return fail(why);
+  const { tfVersion, devices } = nativeInfo();
+  return { ok: true, reason: `${pkg}, TensorFlow ${tfVersion} on ${devices.join(' + ')}`, patches: [] };
 }
 
 async function startWebgpu(forced: boolean): Promise<Attempt> {

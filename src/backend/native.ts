@@ -1,7 +1,8 @@
-// Optional native backends: @tensorflow/tfjs-node-gpu and @tensorflow/tfjs-node (libtensorflow 2.9.1).
-// They are optional peer dependencies, not installed by default: loading them is a dynamic import in
-// try/catch, because a missing package rejects and an installed package without its native addon
-// throws from require() ("The Node.js native addon module (tfjs_binding.node) can not be found").
+// Optional native backends: @tensorflow/tfjs-node-gpu and @tensorflow/tfjs-node, built against TensorFlow's
+// PyPI wheel by `ovr-train native` (native_build.ts). They are optional peer dependencies, not installed by
+// default: loading them is a dynamic import in try/catch, because a missing package rejects and an installed
+// package without its native addon throws from require() ("The Node.js native addon module (tfjs_binding.node)
+// can not be found"). TF's C++ start-up logging is quietened to warnings (TF_CPP_MIN_LOG_LEVEL=2) unless set.
 import * as tf from '@tensorflow/tfjs-core';
 
 /** The native packages, in the order `auto` tries them. Both register the backend 'tensorflow'. */
@@ -21,12 +22,14 @@ function isNotInstalled(e: unknown, pkg: string): boolean {
  * @example const why = await tryNativeBackend('@tensorflow/tfjs-node-gpu'); // '… not installed (optional peer …)'
  */
 export async function tryNativeBackend(pkg: NativePackage): Promise<string | null> {
+  process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   try {
     // The specifier is a variable so TypeScript and bundlers do not require the optional peer.
     await import(/* @vite-ignore */ pkg);
   } catch (e) {
-    if (isNotInstalled(e, pkg)) return `not installed (optional peer: npm i ${pkg}@4.22.0)`;
-    return `failed to load: ${firstLine(e)}`;
+    if (isNotInstalled(e, pkg))
+      return `not installed (build it: npx ovr-train native${pkg.endsWith('-gpu') ? ' --gpu' : ''})`;
+    return `failed to load: ${firstLine(e)} (rebuild it: npx ovr-train native)`;
   }
   try {
     if (await tf.setBackend('tensorflow')) return null;
@@ -35,4 +38,25 @@ export async function tryNativeBackend(pkg: NativePackage): Promise<string | nul
     // A second copy of tfjs-core registers backends into a different engine (tfjs#708).
     return `loaded but 'tensorflow' is not in this @tensorflow/tfjs-core's registry (${firstLine(e)}); dedupe to exactly 4.22.0`;
   }
+}
+
+/** What the native backend runs on, read from its binding. */
+export interface NativeInfo {
+  /** `TF_Version()` of the loaded libtensorflow, e.g. '2.21.0'. */
+  tfVersion: string;
+  /** 'CPU', plus 'GPU' when the binding placed ops on a GPU. */
+  devices: string[];
+}
+
+/**
+ * TF version and devices of the active 'tensorflow' backend (call after tryNativeBackend succeeded).
+ * @example nativeInfo() // { tfVersion: '2.21.0', devices: ['CPU'] }
+ */
+export function nativeInfo(): NativeInfo {
+  const be = tf.findBackend('tensorflow') as unknown as {
+    binding?: { TF_Version?: string };
+    isUsingGpuDevice?: boolean;
+  } | null;
+  const tfVersion = be?.binding?.TF_Version ?? 'unknown';
+  return { tfVersion, devices: be?.isUsingGpuDevice ? ['CPU', 'GPU'] : ['CPU'] };
 }

@@ -43,6 +43,10 @@ export function isSoftwareAdapter(info: GPUAdapterInfo): boolean {
   return fallback || SOFTWARE.test(`${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
 }
 
+let dawnCreated = false;
+/** True once a Dawn instance was created in this process (its GL path loads Mesa's libLLVM; see index.ts). */
+export const dawnStarted = (): boolean => dawnCreated;
+
 async function loadDawn(): Promise<Dawn | string> {
   try {
     return (await import('webgpu')) as unknown as Dawn;
@@ -57,6 +61,7 @@ async function tryAdapter(
   options: GPURequestAdapterOptions,
   mode: WebgpuChoice['mode'],
 ) {
+  dawnCreated = true;
   const gpu = dawn.create(flags);
   const adapter = await gpu.requestAdapter(options);
   if (!adapter) return null;

@@ -30,6 +30,11 @@ const COMMANDS: Record<string, Command> = {
     summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
     load: async () => (await import('./eval.js')).evalCommand,
   },
+  native: {
+    summary:
+      "build the 'tensorflow' backend from TensorFlow's PyPI wheel (tfjs-node 4.22 binding; --gpu for CUDA 12)",
+    load: async () => (await import('./native.js')).nativeCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,

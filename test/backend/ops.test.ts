@@ -1,7 +1,8 @@
 // Op coverage: forward values and gradients of every op the model and trainers use, on each backend,
 // against the cpu backend as oracle. Prints an op x backend table (max abs / rel diff) as markdown.
 // Backends: cpu (oracle) + wasm always; webgpu when OVR_TEST_WEBGPU=1 (CI, must work), skipped when
-// OVR_TEST_WEBGPU=0, otherwise run when Dawn finds an adapter (GL on llvmpipe counts here).
+// OVR_TEST_WEBGPU=0, otherwise run when Dawn finds an adapter (GL on llvmpipe counts here); tensorflow once
+// `ovr-train native` has built it (select.ts: nativeBuilt).
 import * as tf from '@tensorflow/tfjs-core';
 // NOTE: after the tfjs-core import: the first copy to load creates the shared engine (see report).
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
@@ -10,9 +11,10 @@ import { type BackendName, initBackend } from '../../src/backend/index.js';
 import { findWebgpuAdapter } from '../../src/backend/webgpu.js';
 import { Rng } from '../../src/util/rng.js';
 import { OP_CASES, type OpCase, wsum } from './op_cases.js';
+import { nativeBuilt } from './select.js';
 
 /** |got - ref| / max(1, |ref|) must stay below this (mixed abs/rel, as the research runs did). */
-const TOL: Record<string, number> = { wasm: 1e-5, webgpu: 1e-4 };
+const TOL: Record<string, number> = { wasm: 1e-5, webgpu: 1e-4, tensorflow: 1e-5 };
 
 type Values = { data: ArrayLike<number>; dtype: tf.DataType }[];
 type Diff = { abs: number; rel: number; mixed: number; exactMismatch: boolean };
@@ -56,6 +58,8 @@ async function webgpuWanted(): Promise<boolean> {
   const flag = process.env.OVR_TEST_WEBGPU;
   if (flag === '1') return true;
   if (flag === '0') return false;
+  // TensorFlow must load before Dawn in one process (src/backend/index.ts, startNative).
+  if (nativeBuilt) await initBackend({ backend: 'tensorflow', log: () => {} });
   return typeof (await findWebgpuAdapter(true)) !== 'string';
 }
 
@@ -63,7 +67,12 @@ const ref = new Map<string, Values>();
 const table = new Map<string, Map<string, Diff | string>>();
 const seconds: Record<string, number> = {};
 const useWebgpu = await webgpuWanted();
-const BACKENDS: BackendName[] = ['wasm', ...(useWebgpu ? (['webgpu'] as const) : [])];
+// tensorflow before webgpu: TensorFlow cannot load after Dawn in one process (src/backend/index.ts, startNative).
+const BACKENDS: BackendName[] = [
+  'wasm',
+  ...(nativeBuilt ? (['tensorflow'] as const) : []),
+  ...(useWebgpu ? (['webgpu'] as const) : []),
+];
 const silent = { log: () => {} };
 
 beforeAll(async () => {

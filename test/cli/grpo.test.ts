@@ -6,10 +6,11 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/index.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
+import { testBackendName } from '../backend/select.js';
 import { ROOT } from '../helpers.js';
 import { capture, runCli } from './run.js';
 
-const BACKEND = process.env.OVR_TEST_BACKEND ?? 'wasm';
+const BACKEND = testBackendName('wasm');
 const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-cli-${process.pid}`);
 
 afterEach(() => vi.restoreAllMocks());

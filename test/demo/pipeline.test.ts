@@ -18,6 +18,7 @@ import { answerCounts } from '../../src/demo/report.js';
 import { CAPTION_PROMPT, makeProblems } from '../../src/demo/tasks.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { testBackendName } from '../backend/select.js';
 
 let tok: QwenTokenizer;
 beforeAll(async () => {
@@ -82,7 +83,7 @@ const readJsonl = (f: string) =>
 describe('ovr-train demo --quick', () => {
   let out = '';
   beforeAll(async () => {
-    await initBackend({ backend: 'wasm', log: () => {} });
+    await initBackend({ backend: testBackendName('wasm'), log: () => {} });
     out = path.join(mkdtempSync(path.join(tmpdir(), 'ovr-demo-')), 'run');
   });
   afterAll(() => rmSync(path.dirname(out), { recursive: true, force: true }));

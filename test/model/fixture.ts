@@ -1,21 +1,22 @@
 // Loads the tiny HF parity fixture (../shared/fixtures/qwen2_5_vl_tiny) for the model tests, and picks the
-// backend from OVR_TEST_BACKEND (cpu by default).
+// backend from OVR_TEST_BACKEND / OVR_BACKEND (cpu by default; ../backend/select.ts).
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendRequest, initBackend } from '../../src/backend/index.js';
+import { initBackend } from '../../src/backend/index.js';
 import { type HostTensor, readSafetensors } from '../../src/io/safetensors.js';
 import { parseConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import type { Params } from '../../src/model/layers.js';
 import { type ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { testBackendName } from '../backend/select.js';
 import { FIXTURE } from '../helpers.js';
 
 export const CASES = ['text_only_batch', 'one_image', 'multi_image_batch'] as const;
 export type CaseName = (typeof CASES)[number];
 
-/** Sets the backend named by OVR_TEST_BACKEND (cpu | wasm | webgpu), default cpu, via initBackend (kernel patches, gradients). */
+/** Sets the test backend (OVR_TEST_BACKEND, else OVR_BACKEND, default cpu: ../backend/select.ts) via initBackend. */
 export async function setupBackend(): Promise<string> {
-  const name = (process.env.OVR_TEST_BACKEND ?? 'cpu') as BackendRequest;
+  const name = testBackendName('cpu');
   const info = await initBackend({ backend: name, log: () => {} });
   console.log(`model tests on backend ${tf.getBackend()} (${info.reason})`);
   return info.name;

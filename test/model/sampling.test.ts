@@ -12,10 +12,11 @@ import {
   sampleRows,
 } from '../../src/model/sampling.js';
 import { Rng } from '../../src/util/rng.js';
+import { useTestBackend } from '../backend/select.js';
 import { expectClose } from '../helpers.js';
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useTestBackend('cpu');
 });
 
 /** Counts of the ids drawn n times from one row. */

@@ -31,9 +31,10 @@ import {
 } from '../../src/train/rollout.js';
 import { readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
+import { testBackendName } from '../backend/select.js';
 import { expectClose, FIXTURE, ROOT } from '../helpers.js';
 
-const BACKEND = (process.env.OVR_TEST_BACKEND ?? 'wasm') as 'wasm' | 'cpu' | 'webgpu';
+const BACKEND = testBackendName('wasm');
 const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-unit-${process.pid}`);
 let model: Qwen2_5_VL;
 let tok: QwenTokenizer;

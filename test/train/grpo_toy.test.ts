@@ -11,11 +11,12 @@ import { trainGrpo } from '../../src/train/grpo.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import type { RewardFunction } from '../../src/train/rollout.js';
 import { readStepLog } from '../../src/util/log.js';
+import { testBackendName } from '../backend/select.js';
 import { ROOT } from '../helpers.js';
 
 const X = 2; // '#'
 // wasm (XNNPACK, on the CPU) by default: the pure-JS cpu backend is ~10x slower on the 151936-row tied embedding.
-const BACKEND = (process.env.OVR_TEST_BACKEND ?? 'wasm') as 'wasm' | 'cpu';
+const BACKEND = testBackendName('wasm');
 const firstTokenIsX: RewardFunction = (_c, { completionIds }) =>
   completionIds.map((ids) => (ids[0] === X ? 1 : 0));
 

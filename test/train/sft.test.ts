@@ -19,6 +19,7 @@ import { SftConfig } from '../../src/train/config.js';
 import { lossTokens, type SftDeps, trainSft } from '../../src/train/sft.js';
 import { listCheckpoints } from '../../src/train/state.js';
 import { readStepLog } from '../../src/util/log.js';
+import { testBackendName, useTestBackend } from '../backend/select.js';
 import { expectClose, FIXTURE, maxDiff, ROOT } from '../helpers.js';
 
 let tmp: string;
@@ -82,7 +83,7 @@ function config(over: Record<string, unknown>, data: Record<string, unknown>): S
     model: modelJson,
     lr: 3e-3,
     batchSize: 2,
-    backend: 'cpu',
+    backend: testBackendName('cpu'),
     maxGradNorm: 1,
     ...over,
     data: { format: 'messages', ...data },
@@ -90,7 +91,7 @@ function config(over: Record<string, unknown>, data: Record<string, unknown>): S
 }
 
 beforeAll(async () => {
-  await tf.setBackend('cpu');
+  await useTestBackend('cpu');
   tmp = await mkdtemp(path.join(os.tmpdir(), 'ovr-sft-'));
   const json = JSON.parse(await readFile(path.join(ROOT, 'models', 'tiny', 'config.json'), 'utf8'));
   modelJson = path.join(tmp, 'tiny256.json');
