@@ -201,6 +201,7 @@ export function fusedLinearCe(
   targets: number[],
   coef: number[],
   withGrads: boolean,
+  withDw = withGrads,
 ): FusedCe {
   const K = h.shape[0];
   if (targets.length !== K || coef.length !== K)
@@ -236,7 +237,10 @@ export function fusedLinearCe(
     if (withGrads) {
       const g = subTargetOneHot(p, tc); // consumes p
       const hcC = tf.tidy(() => tf.mul(hc, cc) as tf.Tensor2D);
-      const r = headGradBlocks(g, w, hcC, dw);
+      // A frozen head (LoRA) needs dh only: P W, no [V, D] gradient is built.
+      const r: { dh: tf.Tensor2D; dw: tf.Tensor2D | null } = withDw
+        ? headGradBlocks(g, w, hcC, dw)
+        : { dh: gradTimesW(g, w), dw: null };
       tf.dispose([g, hcC]);
       dhs.push(tf.tidy(() => tf.mul(r.dh, cc) as tf.Tensor2D));
       r.dh.dispose();
@@ -251,6 +255,24 @@ export function fusedLinearCe(
   const dh = withGrads ? (tf.tidy(() => tf.concat(dhs, 0)) as tf.Tensor2D) : null;
   tf.dispose(dhs);
   return { loss, dh, dw };
+}
+
+/** `g W` `[n, D]` for `g [n, V]`, `w [V, D]`, per block of `VOCAB_BLOCK` vocabulary columns (dh of a frozen head). */
+function gradTimesW(g: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const [n, V] = g.shape;
+  if (V <= VOCAB_BLOCK) return tf.matMul(g, w);
+  return tf.tidy(() => {
+    let acc: tf.Tensor2D | null = null;
+    for (let s = 0; s < V; s += VOCAB_BLOCK) {
+      const k = Math.min(VOCAB_BLOCK, V - s);
+      const part = tf.matMul(
+        tf.slice(g, [0, s], [n, k]),
+        tf.slice(w, [s, 0], [k, w.shape[1]]),
+      ) as tf.Tensor2D;
+      acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
+    }
+    return acc as tf.Tensor2D;
+  });
 }
 
 /** Vocabulary rows per block of `P W` (the reduction over V); a block's operands stay cache-resident. */
@@ -388,20 +410,23 @@ export function causalLmLossFromHidden(
     const pick = (x: tf.Tensor2D) =>
       rows.length === N ? x : (tf.gather(x, tf.tensor1d(rows, 'int32')) as tf.Tensor2D);
     if (!tapeRecording()) return fusedLinearCe(pick(h), w, kept, coef, false).loss;
+    // A frozen head (a Variable with trainable false, e.g. under LoRA) is a constant of the op: no dW.
+    const frozen = w instanceof tf.Variable && !w.trainable;
     const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [hh, ww, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-      const r = fusedLinearCe(pick(hh), ww, kept, coef, true);
+      const save = args.pop() as tf.GradSaveFunc;
+      const [hh, ww] = frozen ? [args[0] as tf.Tensor2D, w] : (args as tf.Tensor2D[]);
+      const r = fusedLinearCe(pick(hh), ww, kept, coef, true, !frozen);
       const dh = r.dh as tf.Tensor2D;
       const dhAll =
         rows.length === N ? dh : tf.scatterND(tf.tensor2d(rows, [rows.length, 1], 'int32'), dh, [N, D]);
       // Saved tensors are kept by the engine until backprop ends (shared, not copied, on cpu / wasm / webgpu).
-      save([dhAll, r.dw as tf.Tensor2D]);
+      save(frozen ? [dhAll] : [dhAll, r.dw as tf.Tensor2D]);
       return {
         value: r.loss,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => saved.map((g) => scaleByDy(g, dy)),
       };
     });
-    return op(h, w) as tf.Scalar;
+    return (frozen ? op(h) : op(h, w)) as tf.Scalar;
   });
 }
 
