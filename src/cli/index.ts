@@ -30,6 +30,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
     load: async () => (await import('./eval.js')).evalCommand,
   },
+  merge: {
+    summary: 'fold a PEFT LoRA adapter into its base model: a full HF checkpoint',
+    load: async () => (await import('./merge.js')).mergeCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,
