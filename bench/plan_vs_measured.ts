@@ -2,6 +2,7 @@
 // (forward + backward through the fused loss + global norm + AdamW, as the Trainer does it) against planMemory, on the
 // tiny and small configs, full fine-tuning (LM) and LoRA (r 8, LM attention + MLP), with and without recompute.
 // Usage: npx tsx bench/plan_vs_measured.ts [--backend cpu] [--json out.json]   (2nd step measured: moments exist)
+//        npx tsx bench/plan_vs_measured.ts --cut7b [--seq 32]   7B cut to 2 layers, LoRA r 8, 2 steps (~9 GB, slow on cpu)
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/index.js';
@@ -19,10 +20,26 @@ const arg = (k: string, d: string): string => {
 };
 await initBackend({ backend: arg('backend', 'cpu') as 'cpu', log: () => {} });
 const load = (f: string): Qwen2_5_VLConfig => parseConfig(JSON.parse(readFileSync(f, 'utf8')));
-const CONFIGS: [string, Qwen2_5_VLConfig, number, number][] = [
-  ['tiny', load('models/tiny/config.json'), 2, 64],
-  ['small', load('bench/configs/small.json'), 1, 256],
-];
+/** Qwen2.5-VL-7B cut to 2 decoder layers: real hidden size, heads, MLP, vocabulary, untied head, full vision tower. */
+const cut7b = (): Qwen2_5_VLConfig => ({ ...load('models/qwen2.5-vl-7b/config.json'), num_hidden_layers: 2 });
+const CUT = process.argv.includes('--cut7b');
+const CONFIGS: [string, Qwen2_5_VLConfig, number, number][] = CUT
+  ? [['7b-2L', cut7b(), 1, Number(arg('seq', '32'))]]
+  : [
+      ['tiny', load('models/tiny/config.json'), 2, 64],
+      ['small', load('bench/configs/small.json'), 1, 256],
+    ];
+const MODES: [boolean, boolean][] = CUT
+  ? [
+      [true, false],
+      [true, true],
+    ]
+  : [
+      [false, false],
+      [false, true],
+      [true, false],
+      [true, true],
+    ];
 
 /** One measured step: returns the peak of live bytes during the second step (the first allocates the moments). */
 async function measure(cfg: Qwen2_5_VLConfig, batch: number, seq: number, lora: boolean, recompute: boolean) {
@@ -42,6 +59,7 @@ async function measure(cfg: Qwen2_5_VLConfig, batch: number, seq: number, lora: 
   const ids = Array.from({ length: batch }, (_, b) =>
     Array.from({ length: seq }, (_, i) => (i * 31 + b * 7) % 150000),
   );
+  const t0 = performance.now();
   const step = async () => {
     const { loss, grads } = accumulateGrads([() => model.loss({ inputIds: ids }, ids, { recompute })], vars);
     const norm = globalNorm(grads);
@@ -51,6 +69,9 @@ async function measure(cfg: Qwen2_5_VLConfig, batch: number, seq: number, lora: 
   };
   await step();
   const { peak } = await measurePeak(step);
+  console.log(
+    `  2 steps in ${((performance.now() - t0) / 1000).toFixed(1)} s (model ${(model.variables().reduce((n, v) => n + v.size, 0) / 1e9).toFixed(2)}B params)`,
+  );
   opt.dispose();
   adapter?.dispose();
   model.dispose();
@@ -59,8 +80,8 @@ async function measure(cfg: Qwen2_5_VLConfig, batch: number, seq: number, lora: 
 
 const rows: Record<string, unknown>[] = [];
 for (const [name, cfg, batch, seq] of CONFIGS) {
-  for (const lora of [false, true]) {
-    for (const recompute of [false, true]) {
+  for (const [lora, recompute] of MODES) {
+    {
       const measured = await measure(cfg, batch, seq, lora, recompute);
       const plan = planMemory(cfg, {
         batch,

@@ -197,3 +197,24 @@ function allLinears(cfg: Qwen2_5_VLConfig): Map<string, number[]> {
   for (const t of loraTargets(cfg, { targetModules: names, vision: true })) out.set(t.module, [t.out, t.in]);
   return out;
 }
+
+/**
+ * Assigns the tensors of a PEFT adapter folder into an existing adapter's Variables (keeping their identity, so an
+ * optimizer bound to them stays valid): the resume of a LoRA run. The folder must hold the same modules and rank.
+ * @example await restoreAdapter(lora, 'runs/a/checkpoint-00000020', model.config);
+ */
+export async function restoreAdapter(target: LoraAdapter, dir: string, cfg: Qwen2_5_VLConfig): Promise<void> {
+  const loaded = await loadAdapter(dir, cfg);
+  try {
+    const want = Object.keys(target.tensors).sort();
+    const got = Object.keys(loaded.tensors).sort();
+    if (want.join() !== got.join() || loaded.config.r !== target.config.r) {
+      throw new Error(
+        `${dir}: adapter has ${got.length / 2} modules at r ${loaded.config.r}, the run has ${want.length / 2} at r ${target.config.r}; resume with the same lora settings`,
+      );
+    }
+    for (const k of want) (target.tensors[k] as tf.Variable).assign(loaded.tensors[k]);
+  } finally {
+    loaded.dispose();
+  }
+}

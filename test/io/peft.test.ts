@@ -13,10 +13,11 @@ import {
   ADAPTER_WEIGHTS,
   loadAdapter,
   parsePeftKey,
+  restoreAdapter,
   saveAdapter,
 } from '../../src/io/peft.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
-import { attachAdapter, detachAdapter } from '../../src/model/lora.js';
+import { attachAdapter, detachAdapter, LoraAdapter } from '../../src/model/lora.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { logitsAtColumns, OURS_DIR, oursAdapter, PEFT_DIR } from '../fixtures/peft/ours.js';
 import { expectClose, FIXTURE } from '../helpers.js';
@@ -145,6 +146,21 @@ describe('ovr adapters in PEFT', () => {
     }
     expect(back.config).toMatchObject({ r: 6, alpha: 12, rslora: false, vision: true });
     tf.dispose([lora, back, fromNew].flatMap((a) => Object.values(a.tensors)));
+  });
+
+  it('restoreAdapter assigns into the same Variables (resume); another rank is refused', async () => {
+    const dir = path.join(tmp, 'restore');
+    const saved = oursAdapter(model.config);
+    await saveAdapter(dir, saved);
+    const target = LoraAdapter.init(model.config, saved.config, 9);
+    const ids = Object.values(target.tensors).map((t) => t.id);
+    await restoreAdapter(target, dir, model.config);
+    expect(Object.values(target.tensors).map((t) => t.id)).toEqual(ids);
+    for (const [k, t] of Object.entries(saved.tensors))
+      expect(Array.from(target.tensors[k].dataSync())).toEqual(Array.from(t.dataSync()));
+    const other = LoraAdapter.init(model.config, { ...saved.config, r: 2 }, 0);
+    await expect(restoreAdapter(other, dir, model.config)).rejects.toThrow(/same lora settings/);
+    tf.dispose([saved, target, other].flatMap((a) => Object.values(a.tensors)));
   });
 
   it('refuses what it cannot compute, naming the field; shape mismatches name the key', async () => {
