@@ -4,10 +4,10 @@
 import { copyFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { saveWeights } from '../io/checkpoint.js';
-import { loadAdapter } from '../io/peft.js';
 import { attachAdapter, mergeAdapter } from '../model/lora.js';
+import { loadAdapter } from '../model/peft.js';
 import { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { saveWeights } from '../model/weights.js';
 import { BACKENDS } from '../train/config.js';
 import { parseCommand, startBackend } from './common.js';
 

@@ -20,6 +20,8 @@ export interface LinearAdapter {
   tensorsUnder(prefix: string): Record<string, tf.Tensor>;
   /** The same adapter computing with `replacements` (same keys as `tensorsUnder`) in place of its own tensors. */
   rebind(replacements: Record<string, tf.Tensor>): LinearAdapter;
+  /** Frees the adapter's tensors. */
+  dispose(): void;
 }
 
 /** Flat parameter record keyed by legacy HF names (`model.norm.weight`, `visual.blocks.0.attn.qkv.bias`). */

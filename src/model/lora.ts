@@ -13,8 +13,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { Rng } from '../util/rng.js';
-import { paramShapes, type Qwen2_5_VLConfig } from './config.js';
+import type { Qwen2_5_VLConfig } from './config.js';
 import { ADAPTER, type LinearAdapter, matMulWT, type Params } from './layers.js';
+import { paramShapes } from './params.js';
 
 /** PEFT's names of the LM linears (every decoder layer). */
 export const LM_TARGETS = [

@@ -8,8 +8,9 @@
 //   act = cND·N·D + cNI·N·I + cS·B·H·T² + cKV·N·Hkv·Dh   (N = B·T tokens of the micro-batch)
 // Under recompute a layer keeps only its input `[N, D]`; the layer being replayed in backward holds a full `act`.
 // Text-only rows: image patches add the vision tower's activations, which this plan does not model.
-import { countParams, paramShapes, type Qwen2_5_VLConfig } from '../model/config.js';
+import type { Qwen2_5_VLConfig } from '../model/config.js';
 import { type LoraConfig, loraTargets } from '../model/lora.js';
+import { countParams, paramShapes } from '../model/params.js';
 
 /** Bytes per float32 element. */
 const F32 = 4;

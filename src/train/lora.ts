@@ -5,10 +5,10 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { saveWeights } from '../io/checkpoint.js';
-import { ADAPTER_CONFIG, loadAdapter, restoreAdapter, saveAdapter } from '../io/peft.js';
 import { adapterOf, attachAdapter, LoraAdapter, LoraConfig } from '../model/lora.js';
+import { ADAPTER_CONFIG, loadAdapter, restoreAdapter, saveAdapter } from '../model/peft.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { saveWeights } from '../model/weights.js';
 
 /** Config fields shared by SftConfig and GrpoConfig. */
 export const loraFields = {

@@ -108,7 +108,7 @@ describe('LoRA adapter', () => {
     // the same check on full fine-tuning finds the base gradients, so it is able to fail
     const full = await tf.profile(() => {
       detachAdapter(model.params);
-      const { value, grads } = tf.variableGrads(() => model.loss(inputs, labels), model.variables('text'));
+      const { value, grads } = tf.variableGrads(() => model.loss(inputs, labels), model.variables('lm'));
       tf.dispose([value, ...Object.values(grads)]);
       attachAdapter(model.params, lora);
     });

@@ -13,10 +13,10 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { Qwen2_5_VLConfig } from '../model/config.js';
-import { LoraAdapter, LoraConfig, loraKeys, loraTargets } from '../model/lora.js';
-import { toLegacyName } from './checkpoint.js';
-import { readSafetensors, writeSafetensorsFrom } from './safetensors.js';
+import { toLegacyName } from '../io/checkpoint.js';
+import { readSafetensors, writeSafetensorsFrom } from '../io/safetensors.js';
+import type { Qwen2_5_VLConfig } from './config.js';
+import { LoraAdapter, LoraConfig, loraKeys, loraTargets } from './lora.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';

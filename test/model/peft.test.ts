@@ -15,7 +15,7 @@ import {
   parsePeftKey,
   restoreAdapter,
   saveAdapter,
-} from '../../src/io/peft.js';
+} from '../../src/model/peft.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { attachAdapter, detachAdapter, LoraAdapter } from '../../src/model/lora.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
