@@ -37,6 +37,15 @@ export {
 } from './model/generate.js';
 export { KVCache } from './model/kv_cache.js';
 export { type LoadModelOptions, loadModel, TINY_CONFIG } from './model/load.js';
+export {
+  attachAdapter,
+  detachAdapter,
+  LoraAdapter,
+  LoraConfig,
+  mergeAdapter,
+  withAdapterOff,
+} from './model/lora.js';
+export { loadAdapter, saveAdapter } from './model/peft.js';
 export { type ModelInputs, Qwen2_5_VL } from './model/qwen2_5_vl.js';
 export { QWEN_REAL_VOCAB } from './model/sampling.js';
 export { selectTrainable, TRAINABLE_PARTS, type TrainablePart } from './model/trainable.js';
@@ -50,6 +59,8 @@ export {
   VerifierPool,
   verify,
 } from './reward/index.js';
+// plan: will a run fit the device (`ovr-train plan`).
+export { formatPlan, type MemoryPlan, type PlanInput, planMemory } from './plan/memory.js';
 // train: the SFT and GRPO trainers, their configs, the shared Trainer, the reward-function contract.
 export { SftConfig } from './train/config.js';
 export { type GrpoDeps, type GrpoResult, type GrpoStepRecord, trainGrpo } from './train/grpo.js';

@@ -30,8 +30,10 @@ export {
 } from './generate.js';
 export { KVCache } from './kv_cache.js';
 export {
+  ADAPTER,
   gatherRows,
   geluErf,
+  type LinearAdapter,
   linear,
   matMulWT,
   type Params,
@@ -118,3 +120,18 @@ export {
   windowPlan,
 } from './vision.js';
 export { loadWeights, saveWeights } from './weights.js';
+export {
+  adapterOf,
+  attachAdapter,
+  detachAdapter,
+  LM_TARGETS,
+  LoraAdapter,
+  LoraConfig,
+  type LoraTarget,
+  loraScale,
+  loraTargets,
+  matchesTarget,
+  mergeAdapter,
+  withAdapterOff,
+} from './lora.js';
+export { loadAdapter, parsePeftKey, peftConfigJson, restoreAdapter, saveAdapter, targetRegex } from './peft.js';

