@@ -50,6 +50,8 @@ export { type ModelInputs, Qwen2_5_VL } from './model/qwen2_5_vl.js';
 export { QWEN_REAL_VOCAB } from './model/sampling.js';
 export { selectTrainable, TRAINABLE_PARTS, type TrainablePart } from './model/trainable.js';
 export { loadWeights, saveWeights } from './model/weights.js';
+// plan: will a run fit the device (`ovr-train plan`).
+export { formatPlan, type MemoryPlan, type PlanInput, planMemory } from './plan/memory.js';
 // reward: the verifiable math reward.
 export {
   extractAnswer,
@@ -59,8 +61,6 @@ export {
   VerifierPool,
   verify,
 } from './reward/index.js';
-// plan: will a run fit the device (`ovr-train plan`).
-export { formatPlan, type MemoryPlan, type PlanInput, planMemory } from './plan/memory.js';
 // train: the SFT and GRPO trainers, their configs, the shared Trainer, the reward-function contract.
 export { SftConfig } from './train/config.js';
 export { type GrpoDeps, type GrpoResult, type GrpoStepRecord, trainGrpo } from './train/grpo.js';

@@ -44,6 +44,20 @@ export {
 } from './layers.js';
 export { type LoadModelOptions, loadModel, TINY_CONFIG } from './load.js';
 export {
+  adapterOf,
+  attachAdapter,
+  detachAdapter,
+  LM_TARGETS,
+  LoraAdapter,
+  LoraConfig,
+  type LoraTarget,
+  loraScale,
+  loraTargets,
+  matchesTarget,
+  mergeAdapter,
+  withAdapterOff,
+} from './lora.js';
+export {
   addInto,
   causalLmLoss,
   causalLmLossFromHidden,
@@ -56,6 +70,14 @@ export {
   tokenLogprobsFromHidden,
 } from './loss.js';
 export { countParams, describeConfig, initKind, initWeights, paramShapes } from './params.js';
+export {
+  loadAdapter,
+  parsePeftKey,
+  peftConfigJson,
+  restoreAdapter,
+  saveAdapter,
+  targetRegex,
+} from './peft.js';
 export {
   decodePositions,
   type ForwardOptions,
@@ -120,18 +142,3 @@ export {
   windowPlan,
 } from './vision.js';
 export { loadWeights, saveWeights } from './weights.js';
-export {
-  adapterOf,
-  attachAdapter,
-  detachAdapter,
-  LM_TARGETS,
-  LoraAdapter,
-  LoraConfig,
-  type LoraTarget,
-  loraScale,
-  loraTargets,
-  matchesTarget,
-  mergeAdapter,
-  withAdapterOff,
-} from './lora.js';
-export { loadAdapter, parsePeftKey, peftConfigJson, restoreAdapter, saveAdapter, targetRegex } from './peft.js';

@@ -8,6 +8,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMerge } from '../../src/cli/merge.js';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
+import { attachAdapter, detachAdapter, LoraAdapter } from '../../src/model/lora.js';
 import {
   ADAPTER_CONFIG,
   ADAPTER_WEIGHTS,
@@ -16,8 +18,6 @@ import {
   restoreAdapter,
   saveAdapter,
 } from '../../src/model/peft.js';
-import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
-import { attachAdapter, detachAdapter, LoraAdapter } from '../../src/model/lora.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { logitsAtColumns, OURS_DIR, oursAdapter, PEFT_DIR } from '../fixtures/peft/ours.js';
 import { expectClose, FIXTURE } from '../helpers.js';
