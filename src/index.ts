@@ -20,10 +20,12 @@ export { type ProcessorOptions, type ProcessorOutput, processor } from './data/p
 export { loadPrompts, type PromptExample } from './data/prompts.js';
 export { readJsonl } from './data/rows.js';
 export { defaultTokenizer, loadTokenizer, QwenTokenizer } from './data/tokenizer.js';
+export { gradeDemo } from './demo/grade.js';
 // demo: the miniature OVR pipeline (`ovr-train demo`) and its synthetic data.
-export { demoDefaults, runDemo } from './demo/pipeline.js';
+export { demoDefaults } from './demo/options.js';
+export { runDemo } from './demo/pipeline.js';
 export { writeDemoJsonl } from './demo/render.js';
-export { gradeDemo, makeProblems } from './demo/tasks.js';
+export { makeProblems } from './demo/tasks.js';
 // eval: benchmark harness (`ovr-train eval`).
 export { runEval } from './eval/harness.js';
 // model: Qwen2.5-VL, its config, load/save, generation, the trainable parts.

@@ -4,7 +4,8 @@
 // checkpoints, logs, charts and an HTML report in a run folder. Fully offline.
 import { z } from 'zod';
 import { BACKEND_NAMES } from '../backend/index.js';
-import { type DemoOptions, demoDefaults, runDemo } from '../demo/pipeline.js';
+import { type DemoOptions, demoDefaults } from '../demo/options.js';
+import { runDemo } from '../demo/pipeline.js';
 import { TASK_KINDS } from '../demo/tasks.js';
 import { startCommand } from './common.js';
 

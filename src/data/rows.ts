@@ -3,7 +3,7 @@
 // the same way), the last \boxed{} of a solution as the fallback gold (the reward's `lastBoxed`), and image paths.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { lastBoxed } from '../reward/extract.js';
+import { findBoxes } from '../reward/extract.js';
 
 /** One parsed row: JSON value plus where it came from, for error messages. */
 export interface JsonlRow {
@@ -87,7 +87,7 @@ export function goldAnswer(v: Record<string, unknown>, answerField: string): str
   const direct = rowField(v, answerField, ['answer']);
   if (direct !== undefined) return direct;
   if (answerField !== 'auto' || typeof v.solution !== 'string') return null;
-  return lastBoxed(v.solution)?.text ?? null;
+  return findBoxes(v.solution).at(-1)?.content ?? null;
 }
 
 /**

@@ -14,18 +14,19 @@ export {
   summarizeEval,
   userTurn,
 } from './eval.js';
+export { demoReward, gradeDemo, normalizeAnswer } from './grade.js';
 export {
   DEMO_MODEL_CONFIG,
   DEMO_TASKS,
   type DemoOptions,
   type DemoSummary,
   demoDefaults,
-  demoReward,
+  fmtCaption,
   formatSummary,
   type GrpoStageOptions,
-  runDemo,
   type SftStageOptions,
-} from './pipeline.js';
+} from './options.js';
+export { runDemo } from './pipeline.js';
 export {
   DEMO_ROW_MODES,
   type DemoRow,
@@ -42,6 +43,7 @@ export {
   writeDemoJsonl,
 } from './render.js';
 export { answerCounts, type Curves, writeDemoReport } from './report.js';
+export { writeStageData } from './stage_data.js';
 export {
   answerClass,
   CAPTION_PROMPT,
@@ -50,12 +52,9 @@ export {
   captionReply,
   type DigitItem,
   describeScene,
-  gradeDemo,
   type Item,
   joinList,
-  lastBoxed,
   makeProblems,
-  normalizeAnswer,
   type Problem,
   type ProblemOptions,
   presenceQuery,

@@ -42,6 +42,7 @@ export {
   silu,
   swiglu,
 } from './layers.js';
+export { addInto, chunkedLogSumExp, fusedLinearCe } from './lm_head.js';
 export { type LoadModelOptions, loadModel, TINY_CONFIG } from './load.js';
 export {
   adapterOf,
@@ -58,11 +59,8 @@ export {
   withAdapterOff,
 } from './lora.js';
 export {
-  addInto,
   causalLmLoss,
   causalLmLossFromHidden,
-  chunkedLogSumExp,
-  fusedLinearCe,
   IGNORE_INDEX,
   type LossOptions,
   shiftLabels,

@@ -28,7 +28,7 @@ import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { GrpoConfig } from './grpo_config.js';
-import { type GrpoStepRecord, logRollouts, mean, rolloutStats, stepRecord } from './grpo_log.js';
+import { type GrpoStepRecord, logRollouts, rolloutStats, stepRecord } from './grpo_log.js';
 import { groupAdvantages } from './grpo_math.js';
 import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
 import { setupAdapter } from './lora.js';
@@ -53,6 +53,8 @@ export {
   type MicroStats,
   microBatchGrads,
 } from './grpo_step.js';
+
+import { mean } from '../util/stats.js';
 
 /** What `trainGrpo` can be given instead of building it from the config. Tests and library users pass these. */
 export interface GrpoDeps {
@@ -221,7 +223,7 @@ async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<numb
     const opts = { rewardFn: ctx.deps.rewardFn, format: ctx.cfg.reward.format, pool: ctx.pool };
     rewards.push(...(await scoreCompletions(gen.texts ?? [], ctxR, opts)).rewards);
   }
-  return mean(rewards);
+  return mean(rewards, 0);
 }
 
 /** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, the trainer (resumed). */

@@ -16,14 +16,7 @@ export {
   grpoRewardFields,
   REWARD_FORMATS,
 } from './grpo_config.js';
-export {
-  type GrpoStepRecord,
-  logRollouts,
-  mean,
-  rolloutStats,
-  type StepInputs,
-  stepRecord,
-} from './grpo_log.js';
+export { type GrpoStepRecord, logRollouts, rolloutStats, type StepInputs, stepRecord } from './grpo_log.js';
 export {
   aggregateLoss,
   clippedPolicyLoss,

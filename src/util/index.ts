@@ -8,3 +8,4 @@ export {
   type ProgressStream,
 } from './progress.js';
 export { Rng, type RngState } from './rng.js';
+export { mean } from './stats.js';

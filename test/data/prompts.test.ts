@@ -33,7 +33,7 @@ describe('gold answers', () => {
     expect(
       goldAnswer({ solution: 'first \\boxed{4}; then we check the sum again carefully: \\boxed{5}' }, 'auto'),
     ).toBe('5');
-    expect(goldAnswer({ solution: 'so \\boxed{4}, not \\boxed{5}' }, 'auto')).toBe('4, 5');
+    expect(goldAnswer({ solution: 'so \\boxed{4}, not \\boxed{5}' }, 'auto')).toBe('5');
     expect(goldAnswer({ final: 9, answer: 1 }, 'final')).toBe('9');
     expect(goldAnswer({ solution: '\\boxed{4}' }, 'final')).toBeNull();
   });
