@@ -39,10 +39,21 @@ export {
 } from './model/generate.js';
 export { KVCache } from './model/kv_cache.js';
 export { type LoadModelOptions, loadModel, TINY_CONFIG } from './model/load.js';
+export {
+  attachAdapter,
+  detachAdapter,
+  LoraAdapter,
+  LoraConfig,
+  mergeAdapter,
+  withAdapterOff,
+} from './model/lora.js';
+export { loadAdapter, saveAdapter } from './model/peft.js';
 export { type ModelInputs, Qwen2_5_VL } from './model/qwen2_5_vl.js';
 export { QWEN_REAL_VOCAB } from './model/sampling.js';
 export { selectTrainable, TRAINABLE_PARTS, type TrainablePart } from './model/trainable.js';
 export { loadWeights, saveWeights } from './model/weights.js';
+// plan: will a run fit the device (`ovr-train plan`).
+export { formatPlan, type MemoryPlan, type PlanInput, planMemory } from './plan/memory.js';
 // reward: the verifiable math reward.
 export {
   extractAnswer,

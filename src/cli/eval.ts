@@ -16,6 +16,11 @@ import { startCommand } from './common.js';
 
 export const EvalArgs = z
   .object({
+    adapter: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEFT LoRA adapter folder on top of --model (e.g. a LoRA run checkpoint-<step> dir)'),
     model: z
       .string()
       .min(1)
@@ -92,7 +97,7 @@ export async function evalRun(
   const tok = existsSync(path.join(a.model, 'tokenizer.json'))
     ? await loadTokenizer(a.model)
     : await defaultTokenizer();
-  const model = await loadModel(a.model, { seed: a.seed ?? 0 });
+  const model = await loadModel(a.model, { seed: a.seed ?? 0, adapter: a.adapter });
   const out = a.out ?? `runs/eval-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   try {
     const records = await runEval(model, tok, items, {

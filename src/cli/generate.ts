@@ -20,6 +20,11 @@ import { startCommand } from './common.js';
 /** Flags of `ovr-train generate`. */
 export const GenerateArgs = z
   .object({
+    adapter: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('PEFT LoRA adapter folder on top of --model (e.g. a LoRA run checkpoint-<step> dir)'),
     model: z
       .string()
       .min(1)
@@ -145,7 +150,10 @@ export async function generateCommand(argv: string[]): Promise<number> {
   const p = await startCommand(GenerateArgs, argv, 'ovr-train generate', SUMMARY, (c) => c.backend);
   if ('exit' in p) return p.exit;
   const a = p.config as GenerateArgs;
-  const [model, tok] = await Promise.all([loadModel(a.model, { seed: a.seed }), pickTokenizer(a)]);
+  const [model, tok] = await Promise.all([
+    loadModel(a.model, { seed: a.seed, adapter: a.adapter }),
+    pickTokenizer(a),
+  ]);
   try {
     const out = await runGenerate(model, tok, a);
     if (a.json) console.log(JSON.stringify(out));

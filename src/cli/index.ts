@@ -35,6 +35,14 @@ const COMMANDS: Record<string, Command> = {
       "build the 'tensorflow' backend from TensorFlow's PyPI wheel (tfjs-node 4.22 binding; --gpu for CUDA 12)",
     load: async () => (await import('./native.js')).nativeCommand,
   },
+  merge: {
+    summary: 'fold a PEFT LoRA adapter into its base model: a full HF checkpoint',
+    load: async () => (await import('./merge.js')).mergeCommand,
+  },
+  plan: {
+    summary: 'memory plan of a training step on one device (weights, grads, AdamW, activations, KV)',
+    load: async () => (await import('./plan.js')).planCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,

@@ -30,8 +30,10 @@ export {
 } from './generate.js';
 export { KVCache } from './kv_cache.js';
 export {
+  ADAPTER,
   gatherRows,
   geluErf,
+  type LinearAdapter,
   linear,
   matMulWT,
   type Params,
@@ -43,6 +45,20 @@ export {
 export { addInto, chunkedLogSumExp, fusedLinearCe } from './lm_head.js';
 export { type LoadModelOptions, loadModel, TINY_CONFIG } from './load.js';
 export {
+  adapterOf,
+  attachAdapter,
+  detachAdapter,
+  LM_TARGETS,
+  LoraAdapter,
+  LoraConfig,
+  type LoraTarget,
+  loraScale,
+  loraTargets,
+  matchesTarget,
+  mergeAdapter,
+  withAdapterOff,
+} from './lora.js';
+export {
   causalLmLoss,
   causalLmLossFromHidden,
   IGNORE_INDEX,
@@ -52,6 +68,14 @@ export {
   tokenLogprobsFromHidden,
 } from './loss.js';
 export { countParams, describeConfig, initKind, initWeights, paramShapes } from './params.js';
+export {
+  loadAdapter,
+  parsePeftKey,
+  peftConfigJson,
+  restoreAdapter,
+  saveAdapter,
+  targetRegex,
+} from './peft.js';
 export {
   decodePositions,
   type ForwardOptions,

@@ -6,8 +6,26 @@
 // Params are a flat record keyed by HF names; functions take the prefix (`model.layers.0.mlp`).
 import * as tf from '@tensorflow/tfjs-core';
 
+/**
+ * Where a param record carries an adapter (LoRA, model/lora.ts): a symbol key, so `Object.keys/entries/values` of the
+ * record (save, trainable selection, dispose) only ever see the base tensors.
+ */
+export const ADAPTER: unique symbol = Symbol('ovr.adapter');
+
+/** An extra path added to `linear` outputs (LoRA). `linear` is its only hook into the forward. */
+export interface LinearAdapter {
+  /** `y` plus this adapter's term for the linear at `prefix` applied to `x [N, Din]`; `y` itself when it has none. */
+  apply(prefix: string, x: tf.Tensor2D, y: tf.Tensor2D): tf.Tensor2D;
+  /** This adapter's tensors whose module path starts with `prefix` (inputs of a recomputed layer's gradient). */
+  tensorsUnder(prefix: string): Record<string, tf.Tensor>;
+  /** The same adapter computing with `replacements` (same keys as `tensorsUnder`) in place of its own tensors. */
+  rebind(replacements: Record<string, tf.Tensor>): LinearAdapter;
+  /** Frees the adapter's tensors. */
+  dispose(): void;
+}
+
 /** Flat parameter record keyed by legacy HF names (`model.norm.weight`, `visual.blocks.0.attn.qkv.bias`). */
-export type Params = Record<string, tf.Tensor>;
+export type Params = Record<string, tf.Tensor> & { [ADAPTER]?: LinearAdapter };
 
 /** Fetch `params[key]`, with an error naming the key when it is missing. */
 export function param(params: Params, key: string): tf.Tensor {
@@ -38,7 +56,9 @@ export function matMulWT(x: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
 export function linear(params: Params, prefix: string, x: tf.Tensor, bias: boolean): tf.Tensor2D {
   return tf.tidy((): tf.Tensor2D => {
     const y = matMulWT(x as tf.Tensor2D, param(params, `${prefix}.weight`) as tf.Tensor2D);
-    return bias ? (tf.add(y, param(params, `${prefix}.bias`)) as tf.Tensor2D) : y;
+    const out = bias ? (tf.add(y, param(params, `${prefix}.bias`)) as tf.Tensor2D) : y;
+    const adapter = params[ADAPTER];
+    return adapter ? adapter.apply(prefix, x as tf.Tensor2D, out) : out;
   });
 }
 

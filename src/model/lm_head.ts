@@ -158,6 +158,7 @@ export function fusedLinearCe(
   targets: number[],
   coef: number[],
   withGrads: boolean,
+  withDw = withGrads,
 ): FusedCe {
   const K = h.shape[0];
   if (targets.length !== K || coef.length !== K)
@@ -193,7 +194,10 @@ export function fusedLinearCe(
     if (withGrads) {
       const g = subTargetOneHot(p, tc); // consumes p
       const hcC = tf.tidy(() => tf.mul(hc, cc) as tf.Tensor2D);
-      const r = headGradBlocks(g, w, hcC, dw);
+      // A frozen head (LoRA) needs dh only: g W, no [V, D] gradient is built.
+      const r: { dh: tf.Tensor2D; dw: tf.Tensor2D | null } = withDw
+        ? headGradBlocks(g, w, hcC, dw)
+        : { dh: gradTimesW(g, w), dw: null };
       tf.dispose([g, hcC]);
       dhs.push(tf.tidy(() => tf.mul(r.dh, cc) as tf.Tensor2D));
       r.dh.dispose();
@@ -208,6 +212,24 @@ export function fusedLinearCe(
   const dh = withGrads ? (tf.tidy(() => tf.concat(dhs, 0)) as tf.Tensor2D) : null;
   tf.dispose(dhs);
   return { loss, dh, dw };
+}
+
+/** `g W` `[n, D]` for `g [n, V]`, `w [V, D]`, per block of `VOCAB_BLOCK` vocabulary columns (dh of a frozen head). */
+function gradTimesW(g: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  const [n, V] = g.shape;
+  if (V <= VOCAB_BLOCK) return tf.matMul(g, w);
+  return tf.tidy(() => {
+    let acc: tf.Tensor2D | null = null;
+    for (let s = 0; s < V; s += VOCAB_BLOCK) {
+      const k = Math.min(VOCAB_BLOCK, V - s);
+      const part = tf.matMul(
+        tf.slice(g, [0, s], [n, k]),
+        tf.slice(w, [s, 0], [k, w.shape[1]]),
+      ) as tf.Tensor2D;
+      acc = acc ? (tf.add(acc, part) as tf.Tensor2D) : part;
+    }
+    return acc as tf.Tensor2D;
+  });
 }
 
 /** Vocabulary rows per block of `P W` (the reduction over V); a block's operands stay cache-resident. */

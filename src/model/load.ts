@@ -4,6 +4,8 @@
 import { stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config.js';
+import { attachAdapter } from './lora.js';
+import { loadAdapter } from './peft.js';
 import { Qwen2_5_VL } from './qwen2_5_vl.js';
 
 /** models/tiny/config.json of this package (resolves from src/model and dist/model alike). */
@@ -15,6 +17,8 @@ export interface LoadModelOptions {
   seed?: number;
   /** For a directory: load its safetensors (default true) or only its config.json (random init). */
   weights?: boolean;
+  /** A PEFT LoRA adapter folder to attach (e.g. a LoRA run's checkpoint); `model.dispose()` frees it too. */
+  adapter?: string;
 }
 
 /**
@@ -37,6 +41,17 @@ export async function loadModel(spec: string, opts: LoadModelOptions = {}): Prom
         (kind === 'none' ? ` (${file} does not exist)` : ''),
     );
   }
-  if (kind === 'dir' && opts.weights !== false) return Qwen2_5_VL.load(file);
-  return Qwen2_5_VL.init(await loadConfig(file), seed);
+  const model =
+    kind === 'dir' && opts.weights !== false
+      ? await Qwen2_5_VL.load(file)
+      : Qwen2_5_VL.init(await loadConfig(file), seed);
+  if (opts.adapter) {
+    try {
+      attachAdapter(model.params, await loadAdapter(opts.adapter, model.config));
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+  }
+  return model;
 }

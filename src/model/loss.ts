@@ -152,20 +152,23 @@ export function causalLmLossFromHidden(
     const pick = (x: tf.Tensor2D) =>
       rows.length === N ? x : (tf.gather(x, tf.tensor1d(rows, 'int32')) as tf.Tensor2D);
     if (!tapeRecording()) return fusedLinearCe(pick(h), w, kept, coef, false).loss;
+    // A frozen head (a Variable with trainable false, e.g. under LoRA) is a constant of the op: no dW.
+    const frozen = w instanceof tf.Variable && !w.trainable;
     const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [hh, ww, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-      const r = fusedLinearCe(pick(hh), ww, kept, coef, true);
+      const save = args.pop() as tf.GradSaveFunc;
+      const [hh, ww] = frozen ? [args[0] as tf.Tensor2D, w] : (args as tf.Tensor2D[]);
+      const r = fusedLinearCe(pick(hh), ww, kept, coef, true, !frozen);
       const dh = r.dh as tf.Tensor2D;
       const dhAll =
         rows.length === N ? dh : tf.scatterND(tf.tensor2d(rows, [rows.length, 1], 'int32'), dh, [N, D]);
       // Saved tensors are kept by the engine until backprop ends (shared, not copied, on cpu / wasm / webgpu).
-      save([dhAll, r.dw as tf.Tensor2D]);
+      save(frozen ? [dhAll] : [dhAll, r.dw as tf.Tensor2D]);
       return {
         value: r.loss,
         gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => saved.map((g) => scaleByDy(g, dy)),
       };
     });
-    return op(h, w) as tf.Scalar;
+    return (frozen ? op(h) : op(h, w)) as tf.Scalar;
   });
 }
 

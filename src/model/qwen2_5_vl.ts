@@ -24,7 +24,7 @@ import type { LoadWeightsOptions } from '../io/checkpoint.js';
 import { causalMask, packedCausalMask } from './attention.js';
 import { loadConfig, type Qwen2_5_VLConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
-import type { Params } from './layers.js';
+import { ADAPTER, type Params } from './layers.js';
 import { causalLmLossFromHidden, type LossOptions, tokenLogprobsFromHidden } from './loss.js';
 import { initWeights } from './params.js';
 import { getRopeIndex, packedRopeIndex } from './rope.js';
@@ -204,8 +204,9 @@ export class Qwen2_5_VL {
     return Object.values(selectTrainable(this.params, part));
   }
 
-  /** Frees every parameter. */
+  /** Frees every parameter (and an attached adapter, model/lora.ts). */
   dispose(): void {
+    this.params[ADAPTER]?.dispose();
     tf.dispose(Object.values(this.params));
   }
 }

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { gqaAttention } from './attention.js';
 import type { Qwen2_5_VLConfig } from './config.js';
-import { gatherRows, linear, matMulWT, type Params, param, rmsNorm, swiglu } from './layers.js';
+import { ADAPTER, gatherRows, linear, matMulWT, type Params, param, rmsNorm, swiglu } from './layers.js';
 import { applyRotary, mropeCosSin, ropeInvFreq } from './rope.js';
 import type { Trace } from './vision.js';
 
@@ -132,7 +132,9 @@ export function decoderLayer(
 
 /**
  * Decoder layer whose activations are recomputed in the backward pass (`tf.customGrad`): only the layer
- * input is kept, and the gradients equal the plain layer's. No KV cache (training only).
+ * input is kept, and the gradients equal the plain layer's. No KV cache (training only). Frozen params
+ * (Variables with `trainable` false, e.g. the base under LoRA) are constants of the recomputation, so no gradient
+ * of theirs is computed; the adapter's tensors of the layer are inputs like the layer's trainable params.
  */
 export function recomputedLayer(
   params: Params,
@@ -143,12 +145,21 @@ export function recomputedLayer(
   mask: tf.Tensor4D,
 ): tf.Tensor3D {
   const prefix = `model.layers.${i}.`;
-  const names = Object.keys(params).filter((k) => k.startsWith(prefix));
+  const frozen = (t: tf.Tensor): boolean => t instanceof tf.Variable && !t.trainable;
+  const names = Object.keys(params).filter((k) => k.startsWith(prefix) && !frozen(params[k]));
+  const adapter = params[ADAPTER];
+  const extra = adapter ? adapter.tensorsUnder(prefix) : {};
+  const extraNames = Object.keys(extra);
   const run = (xs: tf.Tensor[]): tf.Tensor3D => {
-    const local: Params = {};
+    const local: Params = { ...params };
     names.forEach((n, j) => {
       local[n] = xs[4 + j];
     });
+    const bound: Record<string, tf.Tensor> = {};
+    extraNames.forEach((n, j) => {
+      bound[n] = xs[4 + names.length + j];
+    });
+    if (adapter) local[ADAPTER] = adapter.rebind(bound);
     const r = { cos: xs[1] as tf.Tensor4D, sin: xs[2] as tf.Tensor4D };
     const { out, kv } = decoderLayer(local, cfg, i, xs[0] as tf.Tensor3D, r, xs[3] as tf.Tensor4D);
     tf.dispose([kv.k, kv.v]);
@@ -164,7 +175,15 @@ export function recomputedLayer(
         nestedGrads((...xs: tf.Tensor[]) => run(xs), saved, dy),
     };
   });
-  return op(x, rope.cos, rope.sin, mask, ...names.map((n) => params[n])) as tf.Tensor3D;
+  const inputs = [
+    x,
+    rope.cos,
+    rope.sin,
+    mask,
+    ...names.map((n) => params[n]),
+    ...extraNames.map((n) => extra[n]),
+  ];
+  return op(...inputs) as tf.Tensor3D;
 }
 
 /**

@@ -4,6 +4,7 @@
 // Every field has a `.describe()`, because `ovr-train <cmd> --help` is generated from these descriptions.
 import { z } from 'zod';
 import { TRAINABLE_PARTS } from '../model/trainable.js';
+import { loraFields } from './lora.js';
 
 export { isTrainableParam, TRAINABLE_PARTS } from '../model/trainable.js';
 
@@ -91,7 +92,10 @@ export const commonTrainFields = {
   recompute: z
     .boolean()
     .default(false)
-    .describe('Recompute activations in the backward pass (less memory, more compute)'),
+    .describe(
+      'Recompute each decoder layer in the backward pass (activation checkpointing: keeps only layer inputs; see ovr-train plan)',
+    ),
+  ...loraFields,
   saveEvery: z
     .number()
     .int()

@@ -20,6 +20,7 @@ import { loadPrompts, type PromptExample, PromptStream, requireGoldAnswers } fro
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
 import { QWEN_EOS_IDS } from '../model/generate.js';
 import { loadModel } from '../model/load.js';
+import { detachAdapter } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
 import { VerifierPool } from '../reward/pool.js';
@@ -30,6 +31,7 @@ import { GrpoConfig } from './grpo_config.js';
 import { type GrpoStepRecord, logRollouts, rolloutStats, stepRecord } from './grpo_log.js';
 import { groupAdvantages } from './grpo_math.js';
 import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
+import { setupAdapter } from './lora.js';
 import {
   type EncodedPrompt,
   encodePrompt,
@@ -227,9 +229,12 @@ async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<numb
 /** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, the trainer (resumed). */
 async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
   const model = deps.model ?? (await loadModel(cfg.model, { seed: cfg.seed ?? 0 }));
+  const lora = await setupAdapter(model, cfg); // LoRA: before the Trainer binds its optimizer to the adapter
+  // Under LoRA the KL reference is the policy with its adapter switched off: no second copy of the weights.
   const ref =
     cfg.klCoef > 0
-      ? (deps.refModel ?? (await loadModel(cfg.refModel ?? cfg.model, { seed: cfg.seed ?? 0 })))
+      ? (deps.refModel ??
+        (lora && !cfg.refModel ? model : await loadModel(cfg.refModel ?? cfg.model, { seed: cfg.seed ?? 0 })))
       : null;
   const tok = deps.tokenizer ?? (await defaultTokenizer());
   const prompts = deps.prompts ?? (await loadPrompts(cfg.data.train, cfg.data));
@@ -310,8 +315,9 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
     run.rollLog?.close();
     ctx?.trainer.dispose();
     await ctx?.pool?.close();
+    if (ctx?.ref && !deps.refModel && ctx.ref !== ctx.model) ctx.ref.dispose();
+    if (ctx) detachAdapter(ctx.model.params)?.dispose();
     if (ctx && !deps.model) ctx.model.dispose();
-    if (ctx?.ref && !deps.refModel) ctx.ref.dispose();
   }
   return {
     steps: total - startStep,

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { PromptExample } from '../data/prompts.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
+import { withAdapterOff } from '../model/lora.js';
 import { tokenLogprobsFromHidden } from '../model/loss.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { lmLogits } from '../model/text.js';
@@ -337,7 +338,10 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
       mb.oldLogprobs = completionLogprobs(model, mb.rows, s);
       diff = Math.max(diff, maxLogprobDiff((await mb.oldLogprobs.array()) as number[][], genOf(i)));
     }
-    if (ctx.ref) mb.refLogprobs = completionLogprobs(ctx.ref, mb.rows, s);
+    const ref = ctx.ref;
+    if (ref === model)
+      mb.refLogprobs = withAdapterOff(model.params, () => completionLogprobs(model, mb.rows, s));
+    else if (ref) mb.refLogprobs = completionLogprobs(ref, mb.rows, s);
   }
   const t: Totals = { loss: 0, tokens: 0, gradNorm: 0, updates: 0, skipped: 0, stats: {} };
   try {

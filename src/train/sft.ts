@@ -24,12 +24,14 @@ import { processor } from '../data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
 import { QWEN_PAD_ID } from '../model/generate.js';
 import { loadModel } from '../model/load.js';
+import { detachAdapter } from '../model/lora.js';
 import { shiftLabels } from '../model/loss.js';
 import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { PATCH_WIDTH } from '../model/vision.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import type { SftConfig } from './config.js';
+import { setupAdapter } from './lora.js';
 import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
@@ -189,6 +191,7 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
   });
   const totalSteps = c.steps ?? stepsForEpochs(c.epochs ?? 1, data.batchesInEpoch(0), c.gradAccumSteps);
   const model = deps.model ?? (await loadModel(c.model, { seed: c.seed }));
+  const lora = await setupAdapter(model, c); // LoRA: before the Trainer binds its optimizer to the adapter
   const logger = deps.logger === undefined ? new JsonlLogger(path.join(c.outDir, 'log.jsonl')) : deps.logger;
   const bar =
     deps.progress === null ? undefined : new ProgressBar(totalSteps, deps.progress ?? process.stderr);
@@ -207,6 +210,7 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
     bar?.done();
     if (deps.logger === undefined) logger?.close();
     trainer.dispose();
+    if (lora) detachAdapter(model.params)?.dispose();
     if (!deps.model) model.dispose();
   }
 }

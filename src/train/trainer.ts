@@ -23,13 +23,15 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureGradients } from '../backend/gradients.js';
 import type { DataPosition } from '../data/batches.js';
+import { adapterOf } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { selectTrainable } from '../model/trainable.js';
-import { loadWeights, saveWeights } from '../model/weights.js';
+import { loadWeights } from '../model/weights.js';
 import { type JsonlLogger, type StepRecord, truncateStepLog } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
 import type { Rng, RngState } from '../util/rng.js';
 import type { CommonTrainConfig } from './config.js';
+import { restoreTrainedWeights, saveTrainedWeights, trainingClosures } from './lora.js';
 import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard, type TensorMap } from './optim.js';
 import { checkResumeConfig } from './resume.js';
 import { type Schedule, warmupCosine } from './schedule.js';
@@ -173,12 +175,15 @@ export class Trainer {
   readonly schedule: Schedule;
   readonly guard: NonFiniteGuard;
   private readonly now: () => number;
+  /** Micro-batches run so far: the LoRA dropout key of the next one (saved, so a resume draws the same masks). */
+  private microBatches = 0;
   /** Set when the guard stopped the run; thrown by endStep (after the log line) and by any later update. */
   private stopped: Error | undefined;
 
   constructor(private readonly o: TrainerOptions) {
     const c = o.config;
-    this.params = selectTrainable(o.model.params, c.trainable);
+    // Under LoRA (setupAdapter before the Trainer) only the adapter trains; the base is frozen.
+    this.params = adapterOf(o.model.params)?.variables() ?? selectTrainable(o.model.params, c.trainable);
     this.optimizer = new AdamW(this.params, { betas: c.betas, eps: c.eps, weightDecay: c.weightDecay });
     this.schedule =
       o.schedule ??
@@ -205,7 +210,10 @@ export class Trainer {
   async update(losses: LossClosure[], opts: { lr?: number } = {}): Promise<UpdateResult> {
     if (this.stopped) throw this.stopped;
     const lr = opts.lr ?? this.schedule(this.step);
-    const { loss, grads: raw } = accumulateGrads(losses, this.params);
+    const adapter = adapterOf(this.o.model.params);
+    const closures = trainingClosures(adapter, this.microBatches, losses);
+    this.microBatches += losses.length;
+    const { loss, grads: raw } = accumulateGrads(closures, this.params);
     // Clip by folding torch's clip_grad_norm_ factor into AdamW's gradient read (no scaled copy of every gradient).
     const norm = globalNorm(raw);
     let lossV: number;
@@ -292,12 +300,16 @@ export class Trainer {
         rng,
         optimizerState: await this.optimizer.exportState(),
         resolvedConfig: this.o.resolvedConfig ?? config,
-        extra: { nonFiniteTotal: this.guard.total, nonFiniteConsecutive: this.guard.consecutive, ...extra },
+        extra: {
+          nonFiniteTotal: this.guard.total,
+          nonFiniteConsecutive: this.guard.consecutive,
+          microBatches: this.microBatches,
+          ...extra,
+        },
       },
       {
-        writeWeights: async (d) => {
-          await saveWeights(d, model.params, model.config, { dtype: 'F32' });
-        },
+        // a LoRA run saves its PEFT adapter (the base stays the run's model), a full run every weight
+        writeWeights: (d) => saveTrainedWeights(d, model),
         keepLast: config.keepLast,
       },
     );
@@ -321,7 +333,7 @@ export class Trainer {
       (this.o.info ?? console.error)(
         `resume from ${dir}: continuing with changed settings: ${changed.join('; ')}`,
       );
-    await assignWeights(this.o.model, dir);
+    await restoreTrainedWeights(this.o.model, dir, assignWeights);
     if (!state.optimizerState)
       throw new Error(`resume: ${dir} has no optimizer state (weights-only checkpoint)`);
     this.optimizer.importState(state.optimizerState);
@@ -336,6 +348,7 @@ export class Trainer {
     }
     this.guard.total = Number(state.extra?.nonFiniteTotal ?? 0);
     this.guard.consecutive = Number(state.extra?.nonFiniteConsecutive ?? 0);
+    this.microBatches = Number(state.extra?.microBatches ?? 0);
     // The steps after the checkpoint are run again: drop their old lines so each step is logged once.
     for (const f of [this.o.logger?.file, ...(this.o.stepLogs ?? [])]) if (f) truncateStepLog(f, state.step);
     return state;
