@@ -30,6 +30,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
     load: async () => (await import('./eval.js')).evalCommand,
   },
+  serve: {
+    summary: 'serve a model for rollouts (SGLang /generate, OpenAI /v1/completions + /v1/chat/completions)',
+    load: async () => (await import('./serve.js')).serveCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,
