@@ -57,11 +57,10 @@ const ReplyItem = z.object({
     weight_version: z.union([z.string(), z.number()]).optional(),
   }),
 });
-const Reply = z.union([z.array(ReplyItem), ReplyItem]);
 
 /** Parses a /generate reply into samples (rows r = b * n + s); throws naming the first malformed field. */
 export function parseGenerateReply(json: unknown, numPrompts: number, n: number): RolloutResult {
-  const parsed = Reply.safeParse(json);
+  const parsed = (Array.isArray(json) ? z.array(ReplyItem) : ReplyItem).safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new Error(`/generate reply: ${issue.path.join('.') || '(root)'}: ${issue.message}`);

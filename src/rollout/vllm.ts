@@ -87,6 +87,12 @@ export class VllmEngine implements RolloutEngine {
 
   async generate(requests: RolloutRequest[], s: RolloutSampling): Promise<RolloutResult> {
     if (requests.length === 0) return { samples: [], version: this.version };
+    if (s.temperature === 0 && s.n > 1) {
+      // vLLM refuses n > 1 with greedy sampling ("n must be 1 when using greedy sampling"): ask once, copy the row
+      const one = await this.generate(requests, { ...s, n: 1 });
+      const samples = one.samples.flatMap((x) => Array.from({ length: s.n }, () => ({ ...x })));
+      return checkResult({ samples, version: one.version }, requests.length, s.n);
+    }
     const version = this.version;
     const model = await this.modelName();
     const text = requests.map((r, b) => ({ r, b })).filter(({ r }) => !r.images?.length && !r.pixels);
