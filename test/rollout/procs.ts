@@ -3,7 +3,10 @@
 // Every process listens on loopback only and is killed by the test that started it.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { ROOT } from '../helpers.js';
+import { fileURLToPath } from 'node:url';
+
+// not from ../helpers.js, which loads vitest: bench/rollout_throughput.ts uses this file outside vitest
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** A started server process. */
 export interface Proc {
@@ -60,10 +63,13 @@ function startProc(cmd: string, args: string[], ready: RegExp, timeoutMs: number
 }
 
 /**
- * `ovr-train serve --model <model> --port <port> --backend cpu` in a new process; resolves when it listens.
+ * `ovr-train serve --model <model> --port <port> --backend <backend, default cpu>` in a new process; resolves when it listens.
  * @example const s = await startServe(dir); ...; await s.kill();
  */
-export function startServe(model: string, opts: { port?: number; extra?: string[] } = {}): Promise<Proc> {
+export function startServe(
+  model: string,
+  opts: { port?: number; extra?: string[]; backend?: string } = {},
+): Promise<Proc> {
   const args = [
     '-e',
     CLI_MAIN,
@@ -73,7 +79,7 @@ export function startServe(model: string, opts: { port?: number; extra?: string[
     '--port',
     String(opts.port ?? 0),
     '--backend',
-    'cpu',
+    opts.backend ?? 'cpu',
   ];
   return startProc(
     path.join(ROOT, 'node_modules', '.bin', 'tsx'),
