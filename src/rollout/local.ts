@@ -72,6 +72,7 @@ export class LocalEngine implements RolloutEngine {
         topP: s.topP,
         topK: s.topK,
         allowedVocab: s.allowedVocab,
+        repetitionPenalty: s.repetitionPenalty,
         rng: samplingRng(s.seed),
         eosIds: s.eosIds,
         stopStrings: s.stopStrings,

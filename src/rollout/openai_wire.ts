@@ -47,6 +47,7 @@ export function samplingFields(s: RolloutSampling, model: string): Record<string
     top_p: s.topP ?? 1,
     top_k: s.topK && s.topK > 0 ? s.topK : -1,
     seed: s.seed,
+    repetition_penalty: s.repetitionPenalty ?? 1,
     stop: s.stopStrings ?? [],
     stop_token_ids: s.eosIds,
     ignore_eos: true,

@@ -23,6 +23,7 @@ export function generateBody(requests: RolloutRequest[], s: RolloutSampling): Re
       stop_token_ids: s.eosIds,
       ignore_eos: true, // exactly eosIds end a row, as in the trainer
       sampling_seed: s.seed,
+      repetition_penalty: s.repetitionPenalty ?? 1,
       no_stop_trim: true,
       skip_special_tokens: false,
     },
@@ -113,6 +114,7 @@ export const GenerateRequest = z.object({
       stop_token_ids: z.array(z.number().int()).default([]),
       ignore_eos: z.boolean().default(false),
       sampling_seed: z.number().int().min(0).default(0),
+      repetition_penalty: z.number().positive().default(1),
     })
     .passthrough()
     .default({} as never),
@@ -150,6 +152,7 @@ export function fromGenerateRequest(
       topP: p.top_p,
       topK: Math.max(0, p.top_k),
       seed: p.sampling_seed,
+      repetitionPenalty: p.repetition_penalty,
       eosIds: [...new Set([...(p.ignore_eos ? [] : eos), ...p.stop_token_ids])],
       stopStrings: stop.length ? stop : undefined,
       allowedVocab,

@@ -41,6 +41,8 @@ export interface RolloutSampling {
   stopStrings?: string[];
   /** Only ids below this can be sampled (e.g. 151665 real Qwen ids, or a toy vocabulary). */
   allowedVocab?: number;
+  /** HF repetition penalty (1 = off). */
+  repetitionPenalty?: number;
 }
 
 export type RolloutFinish = 'stop' | 'length';
