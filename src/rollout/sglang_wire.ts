@@ -5,12 +5,17 @@
 // and docs/advanced_features/sglang_for_rl.md (/update_weights_from_disk, /load_lora_adapter).
 // Batch order with n > 1: reply r continues prompt floor(r / n) (SGLang expands each prompt into n requests in order).
 import { z } from 'zod';
+import { QWEN_REAL_VOCAB } from '../model/sampling.js';
 import type { RolloutRequest, RolloutResult, RolloutSample, RolloutSampling } from './types.js';
 
 const PATCH = 1176;
 
 /** The JSON body of POST /generate for `requests`. */
 export function generateBody(requests: RolloutRequest[], s: RolloutSampling): Record<string, unknown> {
+  if (s.allowedVocab !== undefined && s.allowedVocab < QWEN_REAL_VOCAB)
+    throw new Error(
+      `sglang /generate has no allowed-token parameter: sampling.allowedVocab ${s.allowedVocab} cannot be honoured (use the vllm or local engine)`,
+    );
   const body: Record<string, unknown> = {
     input_ids: requests.map((r) => r.promptIds),
     sampling_params: {

@@ -68,6 +68,25 @@ export function checkRolloutVersion(got: number | null, synced: number, maxLag: 
   );
 }
 
+/** The engine fields of a step record: versions, sync time, and the mismatch correction (remote engines). */
+export function engineRecord(
+  rolloutVersion: number | null,
+  synced: SyncRecord,
+  upd: {
+    is?: { meanAbsDiff: number; maxAbsDiff: number; correctedFraction: number; klEstimate: number };
+  } | null,
+) {
+  return {
+    rolloutVersion,
+    servedVersion: synced.servedVersion,
+    syncMs: synced.syncMs,
+    isMeanAbsDiff: upd?.is?.meanAbsDiff ?? null,
+    isMaxAbsDiff: upd?.is?.maxAbsDiff ?? null,
+    isCorrectedFrac: upd?.is?.correctedFraction ?? null,
+    isKl: upd?.is?.klEstimate ?? null,
+  };
+}
+
 /** What a sync reports into the step log. */
 export interface SyncRecord {
   /** Wall time of write + load (0 when no sync ran this step). */

@@ -10,6 +10,7 @@ import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { lmLogits } from '../model/text.js';
 import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
+import { importanceWeights } from './is_correction.js';
 import {
   type AdamW,
   clipByGlobalNorm,
@@ -82,6 +83,8 @@ export interface MicroBatch {
   /** Rollout-policy log-probs [n, Tc]; undefined = on-policy (stop-gradient of the current ones). */
   oldLogprobs?: tf.Tensor2D;
   refLogprobs?: tf.Tensor2D;
+  /** Importance weights of engine-sampled tokens [n, Tc] (remote engines only; is_correction.ts). */
+  isWeights?: tf.Tensor2D;
 }
 
 /** Host copies of the loss statistics of one micro-batch, with the token count they average over. */
@@ -126,6 +129,7 @@ export async function microBatchGrads(
       klCoef: s.klCoef,
       entropy,
       entropyCoef: s.entropyCoef,
+      isWeights: mb.isWeights,
     });
     // keep: the stats and log-probs are read after variableGrads' tidy ends; disposed below.
     kept = [logprobs, ...Object.values(out.stats)].map((t) => tf.keep(t));
@@ -193,6 +197,8 @@ export interface UpdateResult {
   skipped: number;
   stats: Record<string, number>;
   diff: number;
+  /** Engine/trainer mismatch and its correction (remote engines only). */
+  is?: { meanAbsDiff: number; maxAbsDiff: number; correctedFraction: number; klEstimate: number };
 }
 
 /** Splits groups into minibatches (whole groups) and those into micro-batches of batchSize completions. */
@@ -329,11 +335,16 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
     return genRows.slice(start, start + micros[mi].advantages.length);
   };
   let diff = 0;
-  const offPolicy = cfg.ppoEpochs > 1 || minis.length > 1;
+  // a remote engine's log-probs are not the trainer's: recompute the old ones and correct (TRL, verl)
+  const remote = cfg.rollout.engine !== 'local';
+  const offPolicy = cfg.ppoEpochs > 1 || minis.length > 1 || remote;
+  const is = { sumAbs: 0, maxAbs: 0, corrected: 0, kl: 0, tokens: 0 };
   for (const [i, mb] of micros.entries()) {
     if (offPolicy) {
       mb.oldLogprobs = completionLogprobs(model, mb.rows, s);
-      diff = Math.max(diff, maxLogprobDiff((await mb.oldLogprobs.array()) as number[][], genOf(i)));
+      const old = (await mb.oldLogprobs.array()) as number[][];
+      diff = Math.max(diff, maxLogprobDiff(old, genOf(i)));
+      if (remote) mb.isWeights = isWeightsOf(old, genOf(i), cfg.rollout, is);
     }
     if (ctx.ref) mb.refLogprobs = completionLogprobs(ctx.ref, mb.rows, s);
   }
@@ -350,8 +361,42 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
   } finally {
     for (const mb of micros) {
       disposeRows(mb.rows);
-      tf.dispose([mb.oldLogprobs, mb.refLogprobs].filter((x): x is tf.Tensor2D => x !== undefined));
+      tf.dispose(
+        [mb.oldLogprobs, mb.refLogprobs, mb.isWeights].filter((x): x is tf.Tensor2D => x !== undefined),
+      );
     }
   }
-  return averageTotals(t, diff);
+  const res = averageTotals(t, diff);
+  if (remote) {
+    const n = Math.max(is.tokens, 1);
+    res.is = {
+      meanAbsDiff: is.sumAbs / n,
+      maxAbsDiff: is.maxAbs,
+      correctedFraction: is.corrected / n,
+      klEstimate: is.kl / n,
+    };
+  }
+  return res;
+}
+
+/**
+ * Importance weights [n, Tc] of a micro-batch (0 on padding) from the trainer's old log-probs and the engine's;
+ * adds the mismatch statistics (token-weighted) to `acc`.
+ */
+function isWeightsOf(
+  old: number[][],
+  engine: number[][],
+  o: { isMode: Parameters<typeof importanceWeights>[2]['mode']; isCap: number },
+  acc: { sumAbs: number; maxAbs: number; corrected: number; kl: number; tokens: number },
+): tf.Tensor2D {
+  const trainer = engine.map((row, r) => old[r].slice(0, row.length));
+  const c = importanceWeights(trainer, engine, { mode: o.isMode, cap: o.isCap });
+  const tokens = engine.reduce((a, row) => a + row.length, 0);
+  acc.sumAbs += c.meanAbsDiff * tokens;
+  acc.maxAbs = Math.max(acc.maxAbs, c.maxAbsDiff);
+  acc.corrected += c.correctedFraction * tokens;
+  acc.kl += c.klEstimate * tokens;
+  acc.tokens += tokens;
+  const Tc = old[0]?.length ?? 0;
+  return tf.tensor2d(c.weights.map((w) => [...w, ...new Array<number>(Tc - w.length).fill(0)]));
 }
