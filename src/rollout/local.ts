@@ -90,8 +90,7 @@ export class LocalEngine implements RolloutEngine {
   }
 
   async syncWeights(u: WeightSync): Promise<void> {
-    if (u.version < this.version)
-      throw new Error(`local engine: version ${u.version} is older than the served ${this.version}`);
+    // no monotonic check: a new or resumed run numbers its versions from its own step (the client refuses stale rollouts)
     if ((this.o.weights ?? 'shared') === 'owned') {
       if (u.kind === 'adapter') {
         if (!this.o.loadAdapter)

@@ -39,7 +39,11 @@ describe('GRPO rollouts on ovr-train serve vs in-process', () => {
     }));
     await writeFile(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
     server = await startServe(start, { backend: 'wasm', extra: ['--quiet'] });
-    const run = async (name: string, rollout: Record<string, unknown>) => {
+    const run = async (
+      name: string,
+      rollout: Record<string, unknown>,
+      extra: Record<string, unknown> = {},
+    ) => {
       const cfg = GrpoConfig.parse({
         model: start,
         outDir: path.join(dir, name),
@@ -56,6 +60,7 @@ describe('GRPO rollouts on ovr-train serve vs in-process', () => {
         data: { train, promptTemplate: 'qwen' },
         reward: { format: 'boxed', workers: 0 },
         rollout,
+        ...extra,
       });
       const t0 = performance.now();
       const res = await trainGrpo(cfg, { rewardFn: evenFirst, progress: null });
@@ -88,5 +93,15 @@ describe('GRPO rollouts on ovr-train serve vs in-process', () => {
     expect(remote.map((r) => r.rolloutVersion)).toEqual([0, 1, 2, 3]);
     expect(local[0].isMeanAbsDiff ?? null).toBeNull();
     expect(await readdir(path.join(dir, 'served', 'rollout-weights'))).toEqual(['v00000004']);
+    // stop after 2 steps (checkpoint), resume to 4: the engine is re-synced to the checkpoint and steps 3-4 sample
+    // what the uninterrupted run sampled
+    const served = { engine: 'sglang', url: server.url, retry: { timeoutMs: 600_000 } };
+    await run('resumed', served, { steps: 2, saveEvery: 2 });
+    const resumed = await run('resumed', served, { resume: 'latest' });
+    console.log(
+      `resumed steps ${resumed.map((r) => r.step).join(' ')}: reward ${resumed.map((r) => (r.rewardMean as number).toFixed(3)).join(' ')}`,
+    );
+    expect(resumed.slice(-2).map((r) => r.rewardMean)).toEqual(rr.slice(2));
+    expect(resumed.slice(-2).map((r) => r.rolloutVersion)).toEqual([2, 3]);
   }, 900_000);
 });
