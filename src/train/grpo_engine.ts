@@ -4,6 +4,7 @@
 // The engine may be the in-process one (shares the policy: a sync only records the version) or a remote SGLang /
 // vLLM / `ovr-train serve`. Off-policy correction of what it samples is in is_correction.ts and grpo_step.ts.
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { saveWeights } from '../io/checkpoint.js';
 import type { GenerateResult } from '../model/generate.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
@@ -11,6 +12,7 @@ import type { RolloutConfig } from '../rollout/config.js';
 import { pruneSyncDirs, writeSyncDir } from '../rollout/sync.js';
 import type { RolloutEngine, RolloutRequest, RolloutResult } from '../rollout/types.js';
 import { Rng } from '../util/rng.js';
+import { importanceWeights } from './is_correction.js';
 import type { EncodedPrompt, PromptExample } from './rollout.js';
 
 /**
@@ -132,4 +134,26 @@ export class EngineSync {
     }
     return { syncMs: performance.now() - t0, servedVersion: this.engine.servedVersion };
   }
+}
+
+/**
+ * Importance weights [n, Tc] of a micro-batch (0 on padding) from the trainer's old log-probs and the engine's;
+ * adds the mismatch statistics (token-weighted) to `acc`.
+ */
+export function isWeightsOf(
+  old: number[][],
+  engine: number[][],
+  o: { isMode: Parameters<typeof importanceWeights>[2]['mode']; isCap: number },
+  acc: { sumAbs: number; maxAbs: number; corrected: number; kl: number; tokens: number },
+): tf.Tensor2D {
+  const trainer = engine.map((row, r) => old[r].slice(0, row.length));
+  const c = importanceWeights(trainer, engine, { mode: o.isMode, cap: o.isCap });
+  const tokens = engine.reduce((a, row) => a + row.length, 0);
+  acc.sumAbs += c.meanAbsDiff * tokens;
+  acc.maxAbs = Math.max(acc.maxAbs, c.maxAbsDiff);
+  acc.corrected += c.correctedFraction * tokens;
+  acc.kl += c.klEstimate * tokens;
+  acc.tokens += tokens;
+  const Tc = old[0]?.length ?? 0;
+  return tf.tensor2d(c.weights.map((w) => [...w, ...new Array<number>(Tc - w.length).fill(0)]));
 }

@@ -9,8 +9,8 @@ import { tokenLogprobsFromHidden } from '../model/loss.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { lmLogits } from '../model/text.js';
 import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
+import { isWeightsOf } from './grpo_engine.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
-import { importanceWeights } from './is_correction.js';
 import {
   type AdamW,
   clipByGlobalNorm,
@@ -377,26 +377,4 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
     };
   }
   return res;
-}
-
-/**
- * Importance weights [n, Tc] of a micro-batch (0 on padding) from the trainer's old log-probs and the engine's;
- * adds the mismatch statistics (token-weighted) to `acc`.
- */
-function isWeightsOf(
-  old: number[][],
-  engine: number[][],
-  o: { isMode: Parameters<typeof importanceWeights>[2]['mode']; isCap: number },
-  acc: { sumAbs: number; maxAbs: number; corrected: number; kl: number; tokens: number },
-): tf.Tensor2D {
-  const trainer = engine.map((row, r) => old[r].slice(0, row.length));
-  const c = importanceWeights(trainer, engine, { mode: o.isMode, cap: o.isCap });
-  const tokens = engine.reduce((a, row) => a + row.length, 0);
-  acc.sumAbs += c.meanAbsDiff * tokens;
-  acc.maxAbs = Math.max(acc.maxAbs, c.maxAbsDiff);
-  acc.corrected += c.correctedFraction * tokens;
-  acc.kl += c.klEstimate * tokens;
-  acc.tokens += tokens;
-  const Tc = old[0]?.length ?? 0;
-  return tf.tensor2d(c.weights.map((w) => [...w, ...new Array<number>(Tc - w.length).fill(0)]));
 }
