@@ -8,13 +8,13 @@ import path from 'node:path';
 import { initBackend } from '../src/backend/index.js';
 import { processor } from '../src/data/processor.js';
 import { defaultTokenizer } from '../src/data/tokenizer.js';
-import { saveWeights } from '../src/io/checkpoint.js';
+import { loadModel } from '../src/model/load.js';
 import { Qwen2_5_VL } from '../src/model/qwen2_5_vl.js';
+import { saveWeights } from '../src/model/weights.js';
 import { LocalEngine } from '../src/rollout/local.js';
 import { SglangEngine } from '../src/rollout/sglang.js';
 import type { RolloutEngine, RolloutRequest, RolloutSampling } from '../src/rollout/types.js';
 import { VllmEngine } from '../src/rollout/vllm.js';
-import { loadModelSpec } from '../src/train/sft.js';
 import { startServe } from '../test/rollout/procs.js';
 
 const backend = (process.env.OVR_BENCH_BACKEND ?? 'wasm') as 'wasm' | 'cpu';
@@ -23,7 +23,7 @@ await initBackend({ backend, log: () => {} });
 let dir = process.argv[2];
 if (!dir) {
   dir = path.join(await mkdtemp(path.join(os.tmpdir(), 'ovr-tput-')), 'tiny');
-  const m = await loadModelSpec('tiny', 0);
+  const m = await loadModel('tiny', { seed: 0 });
   await saveWeights(dir, m.params, m.config, { dtype: 'F32' });
   m.dispose();
 }

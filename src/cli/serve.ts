@@ -3,9 +3,9 @@
 // weight reloads from disk. Prints one line `ovr-train serve: listening on <url>` once ready; stops on SIGINT/SIGTERM.
 import path from 'node:path';
 import { z } from 'zod';
+import { loadModel } from '../model/load.js';
 import { startServer } from '../serve/server.js';
 import { BACKENDS } from '../train/config.js';
-import { loadModelSpec } from '../train/sft.js';
 import { parseCommand, startBackend } from './common.js';
 import { pickTokenizer } from './generate.js';
 
@@ -72,7 +72,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const backend = await startBackend(a.backend, process.env);
-  const [model, tokenizer] = await Promise.all([loadModelSpec(a.model, a.seed), pickTokenizer(a)]);
+  const [model, tokenizer] = await Promise.all([loadModel(a.model, { seed: a.seed }), pickTokenizer(a)]);
   const modelName = a.servedModelName ?? (a.model === 'tiny' ? 'tiny' : path.basename(path.resolve(a.model)));
   const server = await startServer(
     {

@@ -5,15 +5,16 @@
 // vLLM / `ovr-train serve`. Off-policy correction of what it samples is in is_correction.ts and grpo_step.ts.
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { saveWeights } from '../io/checkpoint.js';
+import type { PromptExample } from '../data/prompts.js';
 import type { GenerateResult } from '../model/generate.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { saveWeights } from '../model/weights.js';
 import type { RolloutConfig } from '../rollout/config.js';
 import { pruneSyncDirs, writeSyncDir } from '../rollout/sync.js';
 import type { RolloutEngine, RolloutRequest, RolloutResult } from '../rollout/types.js';
 import { Rng } from '../util/rng.js';
 import { importanceWeights } from './is_correction.js';
-import type { EncodedPrompt, PromptExample } from './rollout.js';
+import type { EncodedPrompt } from './rollout.js';
 
 /**
  * The sampling seed of round `round` of RL step `step` (uint32): a pure function of (seed, step, round), so a resumed

@@ -12,9 +12,10 @@ import { demoCommand } from '../../src/cli/demo.js';
 import { renderChat } from '../../src/data/chat.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
 import { demoTokenizer } from '../../src/demo/eval.js';
-import { DEMO_MODEL_CONFIG, demoReward } from '../../src/demo/pipeline.js';
+import { demoReward, gradeDemo } from '../../src/demo/grade.js';
+import { DEMO_MODEL_CONFIG } from '../../src/demo/options.js';
 import { answerCounts } from '../../src/demo/report.js';
-import { CAPTION_PROMPT, gradeDemo, makeProblems } from '../../src/demo/tasks.js';
+import { CAPTION_PROMPT, makeProblems } from '../../src/demo/tasks.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 

@@ -10,14 +10,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { processor } from '../../src/data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
-import { saveWeights } from '../../src/io/checkpoint.js';
 import { QWEN_EOS_IDS } from '../../src/model/generate.js';
+import { loadModel } from '../../src/model/load.js';
 import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { saveWeights } from '../../src/model/weights.js';
 import { LocalEngine } from '../../src/rollout/local.js';
 import { SglangEngine } from '../../src/rollout/sglang.js';
 import type { RolloutRequest, RolloutResult, RolloutSampling } from '../../src/rollout/types.js';
 import { VllmEngine } from '../../src/rollout/vllm.js';
-import { loadModelSpec } from '../../src/train/sft.js';
 import { FIXTURE } from '../helpers.js';
 import { type Proc, startServe } from './procs.js';
 
@@ -76,7 +76,7 @@ function expectSame(got: RolloutResult, want: RolloutResult, label: string): voi
 beforeAll(async () => {
   await initBackend({ backend: 'cpu', log: () => {} });
   dir = await mkdtemp(path.join(os.tmpdir(), 'ovr-rollout-'));
-  model = await loadModelSpec('tiny', 0);
+  model = await loadModel('tiny', { seed: 0 });
   await saveWeights(path.join(dir, 'v0'), model.params, model.config, { dtype: 'F32' });
   tok = await defaultTokenizer();
   local = new LocalEngine({ model, padId: tok.special.pad, decode: (ids) => tok.decode(ids) });
@@ -168,7 +168,7 @@ describe('rollout engines vs ovr-train serve', () => {
     // one real SGD step on the LM loss of a fixed sequence, in the test process (the trainer's side)
     const ids = [...reqs[0].promptIds, ...before.samples[0].tokens];
     tf.tidy(() => {
-      const vars = model.variables('text');
+      const vars = model.variables('lm');
       const { grads } = tf.variableGrads(() => model.loss({ inputIds: [ids] }, [ids]), vars);
       for (const v of vars) v.assign(tf.sub(v, tf.mul(grads[v.name], 50)));
     });

@@ -8,12 +8,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { saveWeights } from '../../src/io/checkpoint.js';
 import { QWEN_EOS_IDS } from '../../src/model/generate.js';
+import { loadModel } from '../../src/model/load.js';
+import { saveWeights } from '../../src/model/weights.js';
 import { SglangEngine } from '../../src/rollout/sglang.js';
 import { RolloutEngineError, type RolloutSampling } from '../../src/rollout/types.js';
 import { VllmEngine } from '../../src/rollout/vllm.js';
-import { loadModelSpec } from '../../src/train/sft.js';
 import { type Proc, startFaultServer, startServe } from './procs.js';
 
 const PROMPT = [{ promptIds: [151644, 872, 198, 13048, 151645, 198, 151644, 77091, 198] }];
@@ -45,7 +45,7 @@ let dir: string;
 beforeAll(async () => {
   await initBackend({ backend: 'cpu', log: () => {} });
   dir = await mkdtemp(path.join(os.tmpdir(), 'ovr-faults-'));
-  const model = await loadModelSpec('tiny', 0);
+  const model = await loadModel('tiny', { seed: 0 });
   await saveWeights(dir, model.params, model.config, { dtype: 'F32' });
   model.dispose();
 });
