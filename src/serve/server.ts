@@ -202,6 +202,9 @@ export async function startServer(
   const { handle } = createHandler(o);
   const server = http.createServer((req, res) => void handle(req, res));
   server.requestTimeout = 0; // long generations
+  // Node closes idle keep-alive sockets after 5 s, racing clients that reuse them ('fetch failed'); undici drops
+  // its idle sockets after 4 s itself, so let the client be the one to close
+  server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(at.port, at.host ?? '127.0.0.1', () => resolve());
