@@ -73,8 +73,8 @@ const exists = (f: string) =>
     () => false,
   );
 
-/** The tokenizer named by the flags, else the model folder's, else the bundled one. */
-async function pickTokenizer(a: GenerateArgs): Promise<QwenTokenizer> {
+/** The tokenizer named by the flags, else the model folder's, else the bundled one (also `ovr-train serve`). */
+export async function pickTokenizer(a: Pick<GenerateArgs, 'tokenizer' | 'model'>): Promise<QwenTokenizer> {
   if (a.tokenizer) return loadTokenizer(a.tokenizer);
   if (await exists(path.join(a.model, 'tokenizer.json'))) return loadTokenizer(a.model);
   return defaultTokenizer();

@@ -43,6 +43,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'memory plan of a training step on one device (weights, grads, AdamW, activations, KV)',
     load: async () => (await import('./plan.js')).planCommand,
   },
+  serve: {
+    summary: 'serve a model for rollouts (SGLang /generate, OpenAI /v1/completions + /v1/chat/completions)',
+    load: async () => (await import('./serve.js')).serveCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,

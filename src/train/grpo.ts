@@ -24,10 +24,19 @@ import { detachAdapter } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
 import { VerifierPool } from '../reward/pool.js';
+import { createEngine, type RolloutEngine } from '../rollout/index.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { GrpoConfig } from './grpo_config.js';
+import {
+  asGenerateResult,
+  checkRolloutVersion,
+  EngineSync,
+  engineRecord,
+  engineRequests,
+  rolloutSeed,
+} from './grpo_engine.js';
 import { type GrpoStepRecord, logRollouts, rolloutStats, stepRecord } from './grpo_log.js';
 import { groupAdvantages } from './grpo_math.js';
 import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
@@ -91,6 +100,9 @@ interface RunContext extends PolicyState {
   stream: PromptStream;
   deps: GrpoDeps;
   pool: VerifierPool | null;
+  /** Samples the rollouts (cfg.rollout.engine); `sync` keeps it serving the policy's weights. */
+  engine: RolloutEngine;
+  sync: EngineSync;
   rollLog: JsonlLogger;
   /** Root of the sampling streams (step s samples from `sampling.split('step-s')`); saved with checkpoints. */
   sampling: Rng;
@@ -109,35 +121,32 @@ async function nextPrompts(ctx: RunContext, k: number): Promise<{ ex: PromptExam
   return out;
 }
 
-/** One sampling round: k prompts x G completions, scored, with group advantages. */
+/** One sampling round on the rollout engine: k prompts x G completions, scored, with group advantages. */
 async function sampleRound(
   ctx: RunContext,
   k: number,
-  rng: Rng,
+  seed: number,
   times: { rollout: number; reward: number },
-): Promise<{ groups: Group[]; nulls: number }> {
+): Promise<{ groups: Group[]; nulls: number; version: number | null }> {
   const { cfg } = ctx;
   const G = cfg.numGenerations;
   const t0 = performance.now();
   const picked = await nextPrompts(ctx, k);
-  const gen = await rolloutPrompts(
-    ctx.model,
-    picked.map((p) => p.enc),
-    {
-      maxNewTokens: cfg.maxResponseLen,
-      numSamples: G,
-      temperature: cfg.temperature,
-      topP: cfg.topP,
-      topK: cfg.topK,
-      allowedVocab: Math.min(ctx.model.config.vocab_size, QWEN_REAL_VOCAB),
-      ...ctx.deps.sampling,
-      rng,
-      eosIds: ctx.deps.eosIds ?? QWEN_EOS_IDS,
-      stopStrings: cfg.stopStrings,
-      decode: (ids) => ctx.tok.decode(ids),
-      padId: ctx.tok.special.pad,
-    },
-  );
+  const res = await ctx.engine.generate(engineRequests(picked), {
+    n: G,
+    maxNewTokens: cfg.maxResponseLen,
+    temperature: cfg.temperature,
+    topP: cfg.topP,
+    topK: cfg.topK,
+    allowedVocab: Math.min(ctx.model.config.vocab_size, QWEN_REAL_VOCAB),
+    ...ctx.deps.sampling,
+    seed,
+    eosIds: ctx.deps.eosIds ?? QWEN_EOS_IDS,
+    stopStrings: cfg.stopStrings,
+  });
+  const where = `${ctx.engine.kind} engine${ctx.engine.url ? ` at ${ctx.engine.url}` : ''}`;
+  checkRolloutVersion(res.version, ctx.engine.servedVersion, cfg.rollout.maxVersionLag, where);
+  const gen = asGenerateResult(res, (ids) => ctx.tok.decode(ids), cfg.stopStrings);
   const t1 = performance.now();
   const texts = gen.texts ?? [];
   const of = (r: number) => picked[gen.promptIndex[r]].ex;
@@ -168,27 +177,33 @@ async function sampleRound(
     advantages: slice(adv.advantages, b),
     dropped: cfg.dynamicSampling && flat.has(b),
   }));
-  return { groups, nulls };
+  return { groups, nulls, version: res.version };
 }
 
 /** Samples the step's groups; with dynamic sampling drops zero-variance groups and refills up to maxRefills times. */
 async function collectGroups(ctx: RunContext, step: number, times: { rollout: number; reward: number }) {
   const { cfg } = ctx;
-  const root = ctx.sampling.split(`step-${step}`);
   const all: Group[] = [];
   let nulls = 0;
   let refills = 0;
+  let version: number | null = null;
   for (let round = 0; ; round++) {
     const have = all.filter((g) => !g.dropped).length;
-    const r = await sampleRound(ctx, cfg.promptsPerStep - have, root.split(`round-${round}`), times);
+    const r = await sampleRound(
+      ctx,
+      cfg.promptsPerStep - have,
+      rolloutSeed(cfg.seed ?? 0, step, round),
+      times,
+    );
     all.push(...r.groups);
     nulls += r.nulls;
+    version = r.version ?? version;
     const kept = all.filter((g) => !g.dropped).length;
     if (!cfg.dynamicSampling || kept >= cfg.promptsPerStep || round >= cfg.maxRefills) break;
     refills++;
   }
   const kept = all.filter((g) => !g.dropped).slice(0, cfg.promptsPerStep);
-  return { all, kept, nulls, refills, dropped: all.filter((g) => g.dropped).length };
+  return { all, kept, nulls, refills, dropped: all.filter((g) => g.dropped).length, version };
 }
 
 /** Number of RL steps: `steps`, or epochs x prompts / promptsPerStep (1 epoch when neither is set). */
@@ -264,8 +279,30 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
   const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);
   const pool =
     !deps.rewardFn && cfg.reward.workers > 0 ? new VerifierPool({ threads: cfg.reward.workers }) : null;
+  const engine = createEngine(cfg.rollout, {
+    model,
+    padId: tok.special.pad,
+    decode: (ids) => tok.decode(ids),
+  });
+  const sync = new EngineSync(engine, cfg.rollout, cfg.outDir);
+  // the engine starts from whatever it was launched with: make it serve the policy's weights (version = step)
+  await sync.afterStep(model, trainer.step, true);
   const rollLog = run.rollLog;
-  const ctx: RunContext = { cfg, model, ref, tok, prompts, stream, deps, pool, trainer, sampling, rollLog };
+  const ctx: RunContext = {
+    cfg,
+    model,
+    ref,
+    tok,
+    prompts,
+    stream,
+    deps,
+    pool,
+    trainer,
+    sampling,
+    rollLog,
+    engine,
+    sync,
+  };
   return { ctx, total };
 }
 
@@ -315,6 +352,7 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
     run.rollLog?.close();
     ctx?.trainer.dispose();
     await ctx?.pool?.close();
+    await ctx?.engine.close();
     if (ctx?.ref && !deps.refModel && ctx.ref !== ctx.model) ctx.ref.dispose();
     if (ctx) detachAdapter(ctx.model.params)?.dispose();
     if (ctx && !deps.model) ctx.model.dispose();
@@ -333,11 +371,12 @@ async function rlStep(ctx: RunContext, step: number, evalPrompts: PromptExample[
   const { cfg, trainer } = ctx;
   const t0 = performance.now();
   const times = { rollout: 0, reward: 0 };
-  const { all, kept, nulls, refills, dropped } = await collectGroups(ctx, step, times);
+  const { all, kept, nulls, refills, dropped, version } = await collectGroups(ctx, step, times);
   const t1 = performance.now();
   const lr = trainer.schedule(step);
   const upd = kept.length > 0 ? await updatePolicy(ctx, kept, lr) : null;
   const timeUpdateMs = performance.now() - t1;
+  const synced = await ctx.sync.afterStep(ctx.model, step + 1);
   const rec = stepRecord({
     step: step + 1,
     lr,
@@ -352,6 +391,7 @@ async function rlStep(ctx: RunContext, step: number, evalPrompts: PromptExample[
     timeUpdateMs,
     elapsedMs: performance.now() - t0,
   });
+  Object.assign(rec, engineRecord(version, synced, upd));
   if (evalPrompts.length && (step + 1) % cfg.evalEvery === 0)
     rec.evalReward = await evaluate(ctx, evalPrompts);
   logRollouts(ctx.rollLog, step + 1, all);

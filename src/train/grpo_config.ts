@@ -9,6 +9,7 @@
 // optimizer update each), each computed as micro-batches of batchSize completions (gradient accumulation).
 import { z } from 'zod';
 import { PROMPT_TEMPLATES } from '../data/templates.js';
+import { RolloutConfig } from '../rollout/config.js';
 import { type CommonTrainConfig, checkCommonTrainFields, commonTrainFields } from './config.js';
 
 /** Answer formats the math reward understands (see reward module): ORZ tags, \boxed{}, or anything it can extract. */
@@ -191,6 +192,9 @@ export const GrpoConfig = z
       .optional()
       .describe('Reference model directory for the KL penalty (default: `model`); only used when klCoef > 0'),
     entropyCoef: z.number().min(0).default(0).describe('Weight of the entropy bonus (0: off)'),
+    rollout: RolloutConfig.prefault({}).describe(
+      'Rollout engine (nested: --rollout.engine sglang --rollout.url http://127.0.0.1:30000); docs/scaling.md',
+    ),
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -36,6 +36,17 @@ export interface GrpoStepRecord extends StepRecord {
   timeRewardMs: number;
   timeUpdateMs: number;
   numTensors: number;
+  /** Weights version the step's rollouts were sampled with (null: the engine does not say). */
+  rolloutVersion?: number | null;
+  /** Version the engine serves after this step's sync. */
+  servedVersion?: number;
+  /** Time to write + load the weights this step (0: no sync this step). */
+  syncMs?: number;
+  /** Remote engines: mean / max |trainer - engine log-prob| of the sampled tokens, share corrected, k3 KL. */
+  isMeanAbsDiff?: number | null;
+  isMaxAbsDiff?: number | null;
+  isCorrectedFrac?: number | null;
+  isKl?: number | null;
 }
 
 /** Mean of xs (0 when empty). */

@@ -156,6 +156,11 @@ export interface PolicyLossInputs {
   /** Per-token entropy (entropyFromLogits); with entropyCoef > 0 subtracts entropyCoef * entropy per token. [N, T] */
   entropy?: tf.Tensor;
   entropyCoef?: number;
+  /**
+   * Importance weights of engine-sampled tokens (is_correction.ts), constant; multiply each token's clipped
+   * policy-gradient term (not the KL or entropy terms), as TRL's vLLM correction does. [N, T]
+   */
+  isWeights?: tf.Tensor;
 }
 
 /** Statistics (scalars, masked token means) for logging; not meant to be differentiated. */
@@ -194,6 +199,7 @@ function checkInputs(x: PolicyLossInputs): void {
   if ((x.entropyCoef ?? 0) > 0 && !x.entropy) throw new Error('entropyCoef > 0 needs the per-token entropy');
   if (x.refLogprobs) assertSameShape(x.refLogprobs, x.logprobs, 'refLogprobs', 'logprobs');
   if (x.entropy) assertSameShape(x.entropy, x.logprobs, 'entropy', 'logprobs');
+  if (x.isWeights) assertSameShape(x.isWeights, x.logprobs, 'isWeights', 'logprobs');
   const lo = x.clipLow ?? 0.2;
   const hi = x.clipHigh ?? 0.2;
   if (!(lo >= 0 && lo < 1)) throw new Error(`clipLow must be in [0, 1), got ${lo}`);
@@ -254,6 +260,7 @@ export function clippedPolicyLoss(x: PolicyLossInputs): { loss: tf.Scalar; stats
     const unclipped = tf.mul(ratio, adv);
     const clipped = tf.mul(tf.clipByValue(ratio, 1 - lo, 1 + hi), adv);
     let perToken = tf.neg(tf.minimum(unclipped, clipped));
+    if (x.isWeights) perToken = tf.mul(perToken, x.isWeights);
     const refKl = x.refLogprobs ? klK3(x.logprobs, x.refLogprobs) : undefined;
     if (refKl && (x.klCoef ?? 0) > 0) perToken = tf.add(perToken, tf.mul(refKl, x.klCoef ?? 0));
     if (x.entropy && (x.entropyCoef ?? 0) > 0)

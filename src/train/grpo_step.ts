@@ -11,6 +11,7 @@ import { tokenLogprobsFromHidden } from '../model/loss.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { lmLogits } from '../model/text.js';
 import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
+import { isWeightsOf } from './grpo_engine.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
 import type { TensorMap } from './optim.js';
 import { buildTrainRows, disposeRows, type EncodedPrompt, type TrainRows } from './rollout.js';
@@ -73,6 +74,8 @@ export interface MicroBatch {
   /** Rollout-policy log-probs [n, Tc]; undefined = on-policy (stop-gradient of the current ones). */
   oldLogprobs?: tf.Tensor2D;
   refLogprobs?: tf.Tensor2D;
+  /** Importance weights of engine-sampled tokens [n, Tc] (remote engines only; is_correction.ts). */
+  isWeights?: tf.Tensor2D;
 }
 
 /** Host copies of the loss statistics of one micro-batch, with the token count they average over. */
@@ -128,6 +131,7 @@ export function policyLossClosure(
       klCoef: s.klCoef,
       entropy,
       entropyCoef: s.entropyCoef,
+      isWeights: mb.isWeights,
     });
     // keep: read after the gradient tape's tidy ends; freed by read().
     kept = [tf.clone(out.loss), logprobs, ...STAT_KEYS.map((k) => out.stats[k])].map((t) => tf.keep(t));
@@ -205,6 +209,8 @@ export interface PolicyUpdate {
   skipped: number;
   stats: Record<string, number>;
   diff: number;
+  /** Engine/trainer mismatch and its correction (remote engines only). */
+  is?: { meanAbsDiff: number; maxAbsDiff: number; correctedFraction: number; klEstimate: number };
 }
 
 /** Splits groups into minibatches (whole groups) and those into micro-batches of batchSize completions. */
@@ -332,11 +338,16 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
     return genRows.slice(start, start + micros[mi].advantages.length);
   };
   let diff = 0;
-  const offPolicy = cfg.ppoEpochs > 1 || minis.length > 1;
+  // a remote engine's log-probs are not the trainer's: recompute the old ones and correct (TRL, verl)
+  const remote = cfg.rollout.engine !== 'local';
+  const offPolicy = cfg.ppoEpochs > 1 || minis.length > 1 || remote;
+  const is = { sumAbs: 0, maxAbs: 0, corrected: 0, kl: 0, tokens: 0 };
   for (const [i, mb] of micros.entries()) {
     if (offPolicy) {
       mb.oldLogprobs = completionLogprobs(model, mb.rows, s);
-      diff = Math.max(diff, maxLogprobDiff((await mb.oldLogprobs.array()) as number[][], genOf(i)));
+      const old = (await mb.oldLogprobs.array()) as number[][];
+      diff = Math.max(diff, maxLogprobDiff(old, genOf(i)));
+      if (remote) mb.isWeights = isWeightsOf(old, genOf(i), cfg.rollout, is);
     }
     const ref = ctx.ref;
     if (ref === model)
@@ -356,8 +367,20 @@ export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number
   } finally {
     for (const mb of micros) {
       disposeRows(mb.rows);
-      tf.dispose([mb.oldLogprobs, mb.refLogprobs].filter((x): x is tf.Tensor2D => x !== undefined));
+      tf.dispose(
+        [mb.oldLogprobs, mb.refLogprobs, mb.isWeights].filter((x): x is tf.Tensor2D => x !== undefined),
+      );
     }
   }
-  return averageTotals(t, diff);
+  const res = averageTotals(t, diff);
+  if (remote) {
+    const n = Math.max(is.tokens, 1);
+    res.is = {
+      meanAbsDiff: is.sumAbs / n,
+      maxAbsDiff: is.maxAbs,
+      correctedFraction: is.corrected / n,
+      klEstimate: is.kl / n,
+    };
+  }
+  return res;
 }

@@ -153,6 +153,26 @@ describe('clippedPolicyLoss', () => {
     tf.dispose([b, tok, seq] as unknown as tf.TensorContainer);
   });
 
+  it('isWeights scale each token of the policy term (hand-computed), not the KL term', async () => {
+    const b = literalBatch();
+    const w = tf.tensor2d([
+      [0.5, 2, 1],
+      [1, 0, 1.5],
+    ]);
+    const r01 = Math.exp(0.1);
+    // the literal batch's per-token terms: row 0 [-r01, -1], row 1 [2, 1.6, 2], weighted
+    const expected = (-r01 * 0.5 + -1 * 2 + 2 * 1 + 1.6 * 0 + 2 * 1.5) / 5;
+    const out = clippedPolicyLoss({ ...b, aggregation: 'token', isWeights: w });
+    expectClose([await num(out.loss)], [expected], 1e-6, 'IS-weighted token loss');
+    const ones = clippedPolicyLoss({ ...b, aggregation: 'token', isWeights: tf.onesLike(w) });
+    const plain = clippedPolicyLoss({ ...b, aggregation: 'token' });
+    expectClose([await num(ones.loss)], [await num(plain.loss)], 0, 'unit weights change nothing');
+    expect(() => clippedPolicyLoss({ ...b, isWeights: tf.ones([2, 2]) })).toThrow(
+      /isWeights has shape \[2,2\]/,
+    );
+    tf.dispose([b, w, out, ones, plain] as unknown as tf.TensorContainer);
+  });
+
   it('high clip: A > 0 with r > 1 + clipHigh is clipped; clip-higher widens the range', async () => {
     const base = {
       logprobs: tf.tensor2d([[Math.log(1.25)]]),
