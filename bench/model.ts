@@ -24,7 +24,6 @@ import { accumulateGrads, Trainer, type TrainerConfig } from '../src/train/train
 import { Rng } from '../src/util/rng.js';
 import { forwardFlops, trainStepFlops } from './flops.js';
 import { aggregateKernels, type KernelRow } from './profile.js';
-import { makeTrainerStep } from './trainer_step.js';
 
 export interface ModelBenchArgs {
   backend: BackendName;
@@ -342,10 +341,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
         const split = a.sftMode === 'split';
         // split: AdamW first, on a fresh heap, then gradients + clip with no optimizer state alive.
         const adamw = split ? await adamwBench(textParams(model), a) : null;
-        const sft =
-          a.sftMode === 'trainer'
-            ? await makeTrainerStep(model, ids, sftLabels(ids), a.microBatches)
-            : makeSftStep(model, ids, sftLabels(ids), a.microBatches, !split);
+        const sft = makeSftStep(model, ids, sftLabels(ids), a.microBatches, !split);
         const r = await timeIt(sft.step, a.warmup, a.repeats);
         sample();
         log(`SFT step ${r.ms.toFixed(0)} ms (${r.allMs.map((x) => x.toFixed(0)).join(', ')})`);
@@ -367,7 +363,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
           mode: split
             ? 'split: median(grads + clip) + AdamW.step time scaled from the non-embedding params by element count'
             : a.sftMode === 'trainer'
-              ? 'trainer: Trainer.trainStep + sftLoss (what ovr-train sft runs)'
+              ? 'trainer: Trainer.trainStep + model.loss (what ovr-train sft runs)'
               : 'full',
           adamw,
           tokensPerS: (B * T * 1e3) / r.ms,

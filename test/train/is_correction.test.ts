@@ -4,8 +4,13 @@ import { importanceWeights } from '../../src/train/is_correction.js';
 
 const lp = [[-1, -2, -0.5], [-3]];
 const lq = [[-1, -2.5, -0.2], [-1]]; // d = [0, 0.5, -0.3], [-2]
-const close = (a: number[][], b: number[][]) =>
-  a.forEach((r, i) => r.forEach((x, t) => expect(x).toBeCloseTo(b[i][t], 12)));
+const close = (a: number[][], b: number[][]) => {
+  a.forEach((r, i) => {
+    r.forEach((x, t) => {
+      expect(x).toBeCloseTo(b[i][t], 12);
+    });
+  });
+};
 
 describe('importanceWeights', () => {
   it('token_truncate: min(exp(d), cap)', () => {
