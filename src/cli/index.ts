@@ -30,6 +30,10 @@ const COMMANDS: Record<string, Command> = {
     summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
     load: async () => (await import('./eval.js')).evalCommand,
   },
+  average: {
+    summary: "uniform or weighted average of checkpoints or LoRA adapters (the paper's final model)",
+    load: async () => (await import('./average.js')).averageCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,
