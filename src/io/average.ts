@@ -66,7 +66,7 @@ const exists = (p: string) =>
     () => false,
   );
 
-const a = (k: AverageKind) => (k === 'adapter' ? 'an adapter' : 'a checkpoint');
+const article = (k: AverageKind) => (k === 'adapter' ? 'an adapter' : 'a checkpoint');
 
 /** 'adapter' when `dir` holds adapter_model.safetensors, else 'checkpoint'. */
 export async function detectKind(dir: string): Promise<AverageKind> {
@@ -219,7 +219,9 @@ export async function averageCheckpoints(
   const kind = kinds[0];
   kinds.forEach((k, i) => {
     if (k !== kind)
-      throw new Error(`average: ${inputs[i]} is an ${k} folder but ${inputs[0]} is a ${kind} folder`);
+      throw new Error(
+        `average: ${inputs[i]} is ${article(k)} folder but ${inputs[0]} is ${article(kind)} folder`,
+      );
   });
   if (kind === 'adapter') {
     await checkSideConfig(inputs, ADAPTER_CONFIG, ['base_model_name_or_path', 'revision', 'inference_mode']);
