@@ -106,9 +106,16 @@ describe('ValueModel', () => {
     );
     const headGrad = grads[critic.head.name];
     expect(Math.abs((await headGrad.data())[0])).toBeGreaterThan(0);
-    tf.tidy(() => critic.head.assign(tf.sub(critic.head, tf.mul(headGrad, 0.1))));
+    // an SGD step on every critic variable (backbone copy included)
+    tf.tidy(() => {
+      for (const x of vars) x.assign(tf.sub(x, tf.mul(grads[x.name], 0.1)));
+    });
+    const moved = await critic.backbone.trainable('text')[1].data();
+    expect(moved).not.toEqual(policyBefore[policy.variables().indexOf(policy.variables('text')[1])]);
     const policyAfter = await Promise.all(policy.variables().map((p) => p.data()));
-    policyAfter.forEach((d, i) => expect(d).toEqual(policyBefore[i]));
+    policyAfter.forEach((d, i) => {
+      expect(d).toEqual(policyBefore[i]);
+    });
     tf.dispose([hidden, v, cv, target, value, ...Object.values(grads)]);
     critic.dispose();
     policy.dispose();
