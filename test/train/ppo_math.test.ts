@@ -6,6 +6,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { clippedPolicyLoss, stopGradient } from '../../src/train/grpo_math.js';
 import {
   explainedVariance,
   gae,
@@ -187,5 +188,64 @@ describe('valueLoss', () => {
     expect(() => valueLoss({ values, returns, mask, clip: 0.2 })).toThrow(/clip needs oldValues/);
     expect(() => valueLoss({ values, returns: t([[0]]), mask })).toThrow(/returns has shape \[1,1\]/);
     tf.dispose([values, old, returns, mask, loss, clipFraction]);
+  });
+});
+
+describe('clippedPolicyLoss with per-token advantages (PPO)', () => {
+  it('[N, T] advantages equal to the per-sequence ones give the same loss as [N]', async () => {
+    const logprobs = tf.tensor2d([
+      [-1, -2, -0.5],
+      [-0.3, -0.7, -1.1],
+    ]);
+    const old = tf.tensor2d([
+      [-1.1, -1.8, -0.5],
+      [-0.2, -0.9, -1.0],
+    ]);
+    const mask = tf.tensor2d([
+      [1, 1, 0],
+      [1, 1, 1],
+    ]);
+    const a1 = clippedPolicyLoss({ logprobs, oldLogprobs: old, mask, advantages: tf.tensor1d([0.5, -1]) });
+    const a2 = clippedPolicyLoss({
+      logprobs,
+      oldLogprobs: old,
+      mask,
+      advantages: tf.tensor2d([
+        [0.5, 0.5, 0.5],
+        [-1, -1, -1],
+      ]),
+    });
+    expect(await a2.loss.data()).toEqual(await a1.loss.data());
+    expect(() =>
+      clippedPolicyLoss({ logprobs, oldLogprobs: old, mask, advantages: tf.tensor2d([[1, 2]]) }),
+    ).toThrow(/advantages has shape \[1,2\] but logprobs has \[2,3\]/);
+  });
+
+  it('mu = 1: ratio is exactly 1 and the gradient of token t is -A_t / tokens', async () => {
+    const lp = tf.variable(
+      tf.tensor2d([
+        [-1, -2],
+        [-0.5, -3],
+      ]),
+    );
+    const adv = tf.tensor2d([
+      [0.7, -0.2],
+      [1.5, 0],
+    ]);
+    const mask = tf.tensor2d([
+      [1, 1],
+      [1, 0],
+    ]);
+    let ratioMin = 0;
+    let ratioMax = 0;
+    const { grads } = tf.variableGrads(() => {
+      const out = clippedPolicyLoss({ logprobs: lp, oldLogprobs: stopGradient(lp), advantages: adv, mask });
+      ratioMin = out.stats.ratioMin.dataSync()[0];
+      ratioMax = out.stats.ratioMax.dataSync()[0];
+      return out.loss;
+    }, [lp]);
+    expect([ratioMin, ratioMax]).toEqual([1, 1]);
+    // token aggregation over 3 real tokens: d/dlp_t of -(r_t A_t)/3 at r = 1 is -A_t / 3 (0 on padding)
+    expectClose(await grads[lp.name].data(), [-0.7 / 3, 0.2 / 3, -1.5 / 3, 0], 1e-7, 'per-token grad');
   });
 });
