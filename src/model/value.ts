@@ -31,8 +31,8 @@ export interface ValueBackbone {
   readonly config: Qwen2_5_VLConfig;
   /** Last hidden state [B, T, D] (after the final norm); caller owns it. */
   hidden(inputs: ModelInputs, opts?: ForwardOptions): { hidden: tf.Tensor3D };
-  /** The variables the critic trains (all of a full copy, or the critic adapter of a LoRA backbone). */
-  trainable(which: 'all' | 'text'): tf.Variable[];
+  /** The backbone's Variables by checkpoint name: every param of a full copy, or the critic adapter of a LoRA one. */
+  named(): Record<string, tf.Variable>;
   /** Writes the backbone (HF layout, or a PEFT adapter folder) into `dir`. */
   save(dir: string): Promise<void>;
   dispose(): void;
@@ -54,7 +54,10 @@ export function modelBackbone(model: Qwen2_5_VL): ValueBackbone {
   return {
     config: model.config,
     hidden: (inputs, opts) => model.hidden(inputs, opts),
-    trainable: (which) => model.variables(which),
+    named: () =>
+      Object.fromEntries(
+        Object.entries(model.params).filter((e): e is [string, tf.Variable] => e[1] instanceof tf.Variable),
+      ),
     save: async (dir) => void (await saveWeights(dir, model.params, model.config, { dtype: 'F32' })),
     dispose: () => model.dispose(),
   };
@@ -135,9 +138,13 @@ export class ValueModel {
     });
   }
 
-  /** Trainable variables: the backbone's (all, or language model only) plus the head. */
+  /** Variables: the backbone's (all, or without `visual.*`) plus the head. */
   variables(which: 'all' | 'text' = 'text'): tf.Variable[] {
-    return [...this.backbone.trainable(which), this.head];
+    const named = Object.entries(this.backbone.named());
+    return [
+      ...named.filter(([k]) => which === 'all' || !k.startsWith('visual.')).map(([, v]) => v),
+      this.head,
+    ];
   }
 
   /** Writes the critic: the backbone's files plus `value_head.safetensors` (F32). */

@@ -110,7 +110,7 @@ describe('ValueModel', () => {
     tf.tidy(() => {
       for (const x of vars) x.assign(tf.sub(x, tf.mul(grads[x.name], 0.1)));
     });
-    const moved = await critic.backbone.trainable('text')[1].data();
+    const moved = await critic.variables('text')[1].data();
     expect(moved).not.toEqual(policyBefore[policy.variables().indexOf(policy.variables('text')[1])]);
     const policyAfter = await Promise.all(policy.variables().map((p) => p.data()));
     policyAfter.forEach((d, i) => {
