@@ -27,11 +27,13 @@ import { VerifierPool } from '../reward/pool.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
+import type { Critic } from './critic.js';
 import { GrpoConfig } from './grpo_config.js';
 import { type GrpoStepRecord, logRollouts, mean, rolloutStats, stepRecord } from './grpo_log.js';
 import { groupAdvantages } from './grpo_math.js';
 import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
 import { AdamW, NonFiniteGuard } from './optim.js';
+import { createCritic, ppoCriticStep, ppoRecordFields, ppoTargets } from './ppo.js';
 import {
   type EncodedPrompt,
   encodePrompt,
@@ -97,6 +99,8 @@ interface RunContext extends PolicyState {
   stream: PromptStream;
   deps: GrpoDeps;
   pool: VerifierPool | null;
+  /** The learned critic when advantage is 'gae' (PPO), else null. */
+  critic: Critic | null;
 }
 
 /** Encodes the next `k` prompts that fit maxPromptLen (longer ones are skipped). */
@@ -254,9 +258,12 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
     );
   }
   const state = resumeDir ? await loadTrainState(resumeDir) : undefined;
+  // The critic starts from the policy's initial weights; on resume both are then restored from the checkpoint.
+  const critic = createCritic(cfg, model);
   if (resumeDir && state) {
     await assignWeights(model, resumeDir);
     if (state.optimizerState) opt.importState(state.optimizerState);
+    await critic?.resume(resumeDir);
   }
   const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);
   const pool =
@@ -270,6 +277,7 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
     stream,
     deps,
     pool,
+    critic,
     vars,
     opt,
     guard: new NonFiniteGuard(cfg.maxConsecutiveNonFinite),
@@ -289,8 +297,10 @@ async function checkpoint(ctx: RunContext, step: number): Promise<string> {
       resolvedConfig: ctx.cfg,
     },
     {
-      writeWeights: async (d) =>
-        void (await saveWeights(d, ctx.model.params, ctx.model.config, { dtype: 'F32' })),
+      writeWeights: async (d) => {
+        await saveWeights(d, ctx.model.params, ctx.model.config, { dtype: 'F32' });
+        await ctx.critic?.save(d);
+      },
       keepLast: ctx.cfg.keepLast,
     },
   );
@@ -330,7 +340,10 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
       const { all, kept, nulls, refills, dropped } = await collectGroups(ctx, step, times);
       const t1 = performance.now();
       const lr = schedule(step);
+      const ppo =
+        ctx.critic && kept.length ? await ppoTargets(ctx.critic, kept, cfg, ctx.tok.special.pad) : null;
       const upd = kept.length > 0 ? await updatePolicy(ctx, kept, lr) : null;
+      const crit = ctx.critic && ppo ? await ppoCriticStep(ctx.critic, ppo, step) : null;
       const timeUpdateMs = performance.now() - t1;
       const rec = stepRecord({
         step: step + 1,
@@ -346,6 +359,7 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
         timeUpdateMs,
         elapsedMs: performance.now() - t0,
       });
+      if (ppo && crit) Object.assign(rec, ppoRecordFields(ppo, crit));
       if (evalPrompts.length && (step + 1) % cfg.evalEvery === 0)
         rec.evalReward = await evaluate(ctx, evalPrompts);
       records.push(rec);
@@ -363,6 +377,7 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
     log.close();
     rollLog.close();
     ctx.opt.dispose();
+    ctx.critic?.dispose();
     await ctx.pool?.close();
     if (!deps.model) ctx.model.dispose();
     if (ctx.ref && !deps.refModel) ctx.ref.dispose();

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { PROMPT_TEMPLATES } from '../data/templates.js';
 import { type CommonTrainConfig, checkCommonTrainFields, commonTrainFields } from './config.js';
+import { ppoFields } from './ppo_config.js';
 
 /** Answer formats the math reward understands (see reward module): ORZ tags, \boxed{}, or anything it can extract. */
 export const REWARD_FORMATS = ['orz', 'boxed', 'any'] as const;
@@ -191,6 +192,7 @@ export const GrpoConfig = z
       .optional()
       .describe('Reference model directory for the KL penalty (default: `model`); only used when klCoef > 0'),
     entropyCoef: z.number().min(0).default(0).describe('Weight of the entropy bonus (0: off)'),
+    ...ppoFields,
   })
   .strict()
   .superRefine((c, ctx) => {
