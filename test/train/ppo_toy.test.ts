@@ -2,7 +2,8 @@
 // the GRPO toy run: sampling restricted to ids 0..7 and 2 new tokens, reward 1 iff the first token is '#' (id 2), so
 // the start is ~12.5%. Asserted: the mean reward rises, the critic's explained variance rises (its value at the second
 // token can see the first one), the step log has the PPO fields, the ratio is exactly 1 (mu = 1, one minibatch), and
-// a run resumed from a checkpoint (policy + critic) reproduces the uninterrupted run's next step.
+// a run resumed from a checkpoint (policy + critic) reproduces the uninterrupted run's next step (the critic's
+// value loss and explained variance included).
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -53,56 +54,64 @@ const cfgOf = (outDir: string, train: string, over: Record<string, unknown>) =>
     ...over,
   });
 
-describe('PPO toy run (advantage gae, tiny model, CPU via wasm)', () => {
-  it('reward rises, explained variance rises, ratio == 1, the log has the PPO fields', async () => {
-    const { outDir, train } = await setup('toy');
-    await initBackend({ backend: BACKEND, log: () => {} });
-    const before = tf.memory().numTensors;
-    const t0 = performance.now();
-    const res = await trainGrpo(cfgOf(outDir, train, { steps: 24 }), {
-      rewardFn: firstTokenIsX,
-      sampling: { allowedVocab: 8 },
-      progress: null,
-    });
-    const log = readStepLog(res.logFile);
-    const r = log.map((x) => x.rewardMean as number);
-    const ev = log.map((x) => x.explainedVariance as number);
-    const first = avg(r.slice(0, 8));
-    const last = avg(r.slice(-8));
-    const evFirst = avg(ev.slice(0, 4).filter(Number.isFinite));
-    const evLast = avg(ev.slice(-8).filter(Number.isFinite));
-    console.log(
-      `toy PPO: ${r.length} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; reward first 8 ${first.toFixed(3)}, last 8 ${last.toFixed(3)}; ` +
-        `EV first 4 ${evFirst.toFixed(3)}, last 8 ${evLast.toFixed(3)}; value loss ${(log[0].valueLoss as number).toFixed(4)} -> ${(log.at(-1)!.valueLoss as number).toFixed(4)}`,
-    );
-    console.log(`toy PPO artifact: ${outDir} (log.jsonl, rollouts.jsonl)`);
-    for (const k of [
-      'valueLoss',
-      'explainedVariance',
-      'returnMean',
-      'valueMean',
-      'criticLr',
-      'criticGradNorm',
-    ]) {
-      expect(log[0], k).toHaveProperty(k);
-    }
-    expect(log.every((x) => x.ratioMin === 1 && x.ratioMax === 1)).toBe(true);
-    expect(
-      await stat(path.join(res.lastCheckpoint as string, 'critic', 'value_head.safetensors')),
-    ).toBeTruthy();
-    await rm(res.lastCheckpoint as string, { recursive: true, force: true });
-    expect(last).toBeGreaterThanOrEqual(first + 0.3);
-    expect(evLast).toBeGreaterThan(evFirst + 0.2);
-    expect(tf.memory().numTensors).toBe(before);
-  }, 600_000);
+// ~140 s on one core: behind OVR_SLOW=1 (npm test stays fast); the resume check below always runs.
+const slow = process.env.OVR_SLOW === '1' ? it : it.skip;
 
-  it('resume from checkpoint-2 (policy + critic) gives the same step 3 as an uninterrupted run', async () => {
+describe('PPO toy run (advantage gae, tiny model, CPU via wasm)', () => {
+  slow(
+    'reward rises, explained variance rises, ratio == 1, the log has the PPO fields',
+    async () => {
+      const { outDir, train } = await setup('toy');
+      await initBackend({ backend: BACKEND, log: () => {} });
+      const before = tf.memory().numTensors;
+      const t0 = performance.now();
+      const res = await trainGrpo(cfgOf(outDir, train, { steps: 24 }), {
+        rewardFn: firstTokenIsX,
+        sampling: { allowedVocab: 8 },
+        progress: null,
+      });
+      const log = readStepLog(res.logFile);
+      const r = log.map((x) => x.rewardMean as number);
+      const ev = log.map((x) => x.explainedVariance as number);
+      const first = avg(r.slice(0, 8));
+      const last = avg(r.slice(-8));
+      const evFirst = avg(ev.slice(0, 4).filter(Number.isFinite));
+      const evLast = avg(ev.slice(-8).filter(Number.isFinite));
+      console.log(
+        `toy PPO: ${r.length} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; reward first 8 ${first.toFixed(3)}, last 8 ${last.toFixed(3)}; ` +
+          `EV first 4 ${evFirst.toFixed(3)}, last 8 ${evLast.toFixed(3)}; value loss ${(log[0].valueLoss as number).toFixed(4)} -> ${(log.at(-1)!.valueLoss as number).toFixed(4)}`,
+      );
+      console.log(`toy PPO artifact: ${outDir} (log.jsonl, rollouts.jsonl)`);
+      for (const k of [
+        'valueLoss',
+        'explainedVariance',
+        'returnMean',
+        'valueMean',
+        'criticLr',
+        'criticGradNorm',
+      ]) {
+        expect(log[0], k).toHaveProperty(k);
+      }
+      expect(log.every((x) => x.ratioMin === 1 && x.ratioMax === 1)).toBe(true);
+      expect(
+        await stat(path.join(res.lastCheckpoint as string, 'critic', 'value_head.safetensors')),
+      ).toBeTruthy();
+      await rm(res.lastCheckpoint as string, { recursive: true, force: true });
+      expect(last).toBeGreaterThanOrEqual(first + 0.3);
+      expect(evLast).toBeGreaterThan(evFirst + 0.2);
+      expect(tf.memory().numTensors).toBe(before);
+    },
+    600_000,
+  );
+
+  it('resume from checkpoint-1 (policy + critic) gives the same step 2 as an uninterrupted run', async () => {
     const { outDir, train } = await setup('resume');
+    await initBackend({ backend: BACKEND, log: () => {} });
     const run = async (dir: string, over: Record<string, unknown>) => {
       const m = await loadModelSpec('tiny', 3);
       try {
         return (
-          await trainGrpo(cfgOf(dir, train, { steps: 3, saveEvery: 1, ...over }), {
+          await trainGrpo(cfgOf(dir, train, { steps: 2, saveEvery: 1, ...over }), {
             model: m,
             rewardFn: firstTokenIsX,
             sampling: { allowedVocab: 8 },
@@ -115,9 +124,9 @@ describe('PPO toy run (advantage gae, tiny model, CPU via wasm)', () => {
     };
     const full = await run(path.join(outDir, 'a'), {});
     const b = path.join(outDir, 'b');
-    await run(b, { steps: 2, saveEvery: 0 });
+    await run(b, { steps: 1, saveEvery: 0 });
     const resumed = await run(b, { resume: 'latest' });
-    expect(resumed.map((x) => x.step)).toEqual([3]);
+    expect(resumed.map((x) => x.step)).toEqual([2]);
     const keys = [
       'rewardMean',
       'loss',
@@ -128,9 +137,9 @@ describe('PPO toy run (advantage gae, tiny model, CPU via wasm)', () => {
       'valueMean',
     ] as const;
     const got = keys.map((k) => resumed[0][k as keyof (typeof resumed)[0]] as number);
-    const want = keys.map((k) => full[2][k as keyof (typeof full)[2]] as number);
+    const want = keys.map((k) => full[1][k as keyof (typeof full)[1]] as number);
     expect(got[0]).toBe(want[0]);
-    expectClose(got, want, 1e-6, `resumed step 3 ${keys.join(', ')}`);
+    expectClose(got, want, 1e-6, `resumed step 2 ${keys.join(', ')}`);
     await rm(outDir, { recursive: true, force: true });
   }, 600_000);
 });
