@@ -30,6 +30,13 @@ const COMMANDS: Record<string, Command> = {
     summary: 'evaluate a model on MATH500 / MATH-Vision / MathVerse-style JSONL (pass@1 or avg@K)',
     load: async () => (await import('./eval.js')).evalCommand,
   },
+  ppo: {
+    summary: 'PPO with a learned critic and GAE (the OVR/ORZ RL setting): grpo --advantage gae',
+    load: async () => {
+      const { grpoCommand } = await import('./grpo.js');
+      return (argv) => grpoCommand(['--advantage', 'gae', ...argv]);
+    },
+  },
   average: {
     summary: "uniform or weighted average of checkpoints or LoRA adapters (the paper's final model)",
     load: async () => (await import('./average.js')).averageCommand,

@@ -249,3 +249,30 @@ describe('clippedPolicyLoss with per-token advantages (PPO)', () => {
     expectClose(await grads[lp.name].data(), [-0.7 / 3, 0.2 / 3, -1.5 / 3, 0], 1e-7, 'per-token grad');
   });
 });
+
+describe('PPO config', () => {
+  it('GrpoConfig has the gae fields with ORZ/OVR defaults; examples/configs/ppo-ovr.json is the paper preset', async () => {
+    const { GrpoConfig } = await import('../../src/train/grpo_config.js');
+    const { readFileSync } = await import('node:fs');
+    const { ROOT } = await import('../helpers.js');
+    const c = GrpoConfig.parse({ model: 'tiny', data: { train: 'p.jsonl' } });
+    expect(c).toMatchObject({ advantage: 'group', gamma: 1, lambda: 1, advantageNorm: 'batch' });
+    expect(c.critic).toEqual({ lr: 5e-6, warmupSteps: 50, updateSteps: 4, valueClip: 0.2, maxGradNorm: 1 });
+    const p = GrpoConfig.parse(JSON.parse(readFileSync(`${ROOT}/examples/configs/ppo-ovr.json`, 'utf8')));
+    expect(p).toMatchObject({
+      advantage: 'gae',
+      lr: 1e-6,
+      warmupSteps: 50,
+      minLrRatio: 1,
+      klCoef: 0,
+      entropyCoef: 0,
+    });
+    expect(p).toMatchObject({ temperature: 1, topP: 1, ppoEpochs: 1, betas: [0.9, 0.95], weightDecay: 0 });
+    expect(() => GrpoConfig.parse({ model: 'tiny', data: { train: 'p.jsonl' }, critic: { lr: 0 } })).toThrow(
+      /lr/,
+    );
+    expect(() => GrpoConfig.parse({ model: 'tiny', data: { train: 'p.jsonl' }, advantage: 'ppo' })).toThrow(
+      /advantage/,
+    );
+  });
+});
