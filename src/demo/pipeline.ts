@@ -21,6 +21,7 @@ import { GrpoConfig } from '../train/grpo_config.js';
 import type { RewardFunction } from '../train/rollout.js';
 import { trainSft } from '../train/sft.js';
 import { readStepLog } from '../util/log.js';
+import { type DemoJudge, demoBtr } from './btr.js';
 import {
   type CaptionEvalResult,
   DEMO_RESPONSE_PREFIX,
@@ -54,6 +55,9 @@ export interface GrpoStageOptions {
   maxNewTokens: number;
   /** 'all' trains the vision tower too (the default: the model must learn to see). */
   trainable: 'all' | 'lm';
+  /** 'group': GRPO; 'gae': PPO with a learned critic (the paper's setting), critic lr = criticLr. */
+  advantage: 'group' | 'gae';
+  criticLr: number;
 }
 
 /**
@@ -103,6 +107,8 @@ export interface DemoOptions {
   evalEvery: number;
   evalSubset: number;
   maxNewTokens: number;
+  /** LLM judge for the behaviour-transfer table (default: the offline lexicon). */
+  judge?: DemoJudge;
 }
 
 /**
@@ -158,6 +164,9 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
       temperature: 0.7,
       maxNewTokens,
       trainable: 'all',
+      advantage: 'group',
+      // ORZ/OVR run the critic at 5x the policy lr (5e-6 vs 1e-6)
+      criticLr: 5e-4,
     },
     rlPool: quick ? 16 : 400,
     evalCount: quick ? 4 : 64,
@@ -200,6 +209,11 @@ export interface DemoSummary {
   coldStartImageAccuracy: number;
   coldStartTextAccuracy: number;
   rlImageAccuracy: number;
+  /** 'grpo' or 'ppo' (advantage gae). */
+  rlAlgorithm: 'grpo' | 'ppo';
+  /** BTR per stage and behaviour pair (CBR_v, CBR_l, BTR; null where undefined), see demo/btr.ts. */
+  btr: Record<string, unknown>[];
+  btrScorer: 'lexicon' | 'judge';
   report: string;
 }
 
@@ -288,6 +302,8 @@ async function grpoStage(c: Ctx, train: string, evalFile: string): Promise<GrpoS
     temperature: o.rl.temperature,
     maxResponseLen: o.rl.maxNewTokens,
     trainable: o.rl.trainable,
+    advantage: o.rl.advantage,
+    critic: { lr: o.rl.criticLr, warmupSteps: 0, updateSteps: 4 },
     evalEvery: o.evalEvery,
     data: { train, eval: evalFile, responsePrefix: DEMO_RESPONSE_PREFIX },
     reward: { workers: 0 },
@@ -402,6 +418,7 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   const pretrain = await sftStage(c, 'pretrain', path.join(data, 'pretrain.jsonl'));
   await saveCheckpoint(path.join(o.out, 'checkpoints', 'base'), model, ct);
   const baseCaptions = await captions();
+  const baseEvals = { image: await evalImages(), text: await evalDemo(model, evalSet, 'text', ct, evalOpts) };
   await writeJsonl(path.join(o.out, 'eval', 'base_captions.jsonl'), baseCaptions.rows);
   say(`base model: held-out captions ${fmtCaption(baseCaptions)}`);
 
@@ -426,6 +443,17 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   await writeJsonl(path.join(o.out, 'eval', 'rl_image.jsonl'), after.rows);
   const rlCaptions = await captions();
   await writeJsonl(path.join(o.out, 'eval', 'rl_captions.jsonl'), rlCaptions.rows);
+  const rlText = await evalDemo(model, evalSet, 'text', ct, evalOpts);
+  const btr = await demoBtr(
+    o.out,
+    [
+      { stage: 'base', ...baseEvals },
+      { stage: 'cold start', image: cold, text: coldText },
+      { stage: 'RL', image: after, text: rlText },
+    ],
+    o.judge,
+  );
+  if (btr.judgeReport) say(btr.judgeReport);
   const subsetAcc = (r: DemoEvalResult) => mean(r.rows.slice(0, o.evalSubset).map((x) => x.reward));
   const evalCurve: [number, number][] = [
     [0, subsetAcc(cold)],
@@ -454,6 +482,14 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
     coldStartImageAccuracy: cold.accuracy,
     coldStartTextAccuracy: coldText.accuracy,
     rlImageAccuracy: after.accuracy,
+    rlAlgorithm: o.rl.advantage === 'gae' ? 'ppo' : 'grpo',
+    btr: btr.rows.map((r) => ({
+      stage: r.stage,
+      ...Object.fromEntries(
+        r.pairs.map((p) => [p.label, { cbrV: p.cbrV.rate, cbrL: p.cbrL.rate, btr: p.btr }]),
+      ),
+    })),
+    btrScorer: btr.scorer,
     report: '',
   };
   summary.report = await writeDemoReport(o, summary, {
@@ -465,6 +501,7 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
     cold,
     coldText,
     after,
+    btr,
   });
   await writeFile(path.join(o.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   say(formatSummary(summary));
@@ -484,7 +521,7 @@ export function formatSummary(s: DemoSummary): string {
     `  captioning loss (base model)     ${f(s.pretrainLossStart)} -> ${f(s.pretrainLossEnd)}`,
     `  held-out caption item accuracy   base ${f(s.captionItemAccuracy.base)}, cold start ${f(s.captionItemAccuracy.coldStart)}, after RL ${f(s.captionItemAccuracy.rl)}`,
     `  SFT loss (text cold start)      ${f(s.sftLossStart)} -> ${f(s.sftLossEnd)}`,
-    `  RL reward (first/last fifth)     ${f(s.rewardStart)} -> ${f(s.rewardEnd)}`,
+    `  RL (${s.rlAlgorithm}) reward (first/last fifth) ${f(s.rewardStart)} -> ${f(s.rewardEnd)}`,
     `  held-out image accuracy          cold start ${f(s.coldStartImageAccuracy)} -> after RL ${f(s.rlImageAccuracy)}`,
     `  held-out text accuracy (cold)    ${f(s.coldStartTextAccuracy)}`,
     `  report: ${s.report}`,

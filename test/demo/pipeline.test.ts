@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BEHAVIORS } from '../../src/analysis/behaviors.js';
+import { BEHAVIORS, detectBehaviors } from '../../src/analysis/behaviors.js';
 import { initBackend } from '../../src/backend/index.js';
 import { demoCommand } from '../../src/cli/demo.js';
 import { renderChat } from '../../src/data/chat.js';
@@ -183,6 +183,31 @@ describe('ovr-train demo --quick', () => {
     expect(html).toContain('held-out image accuracy, after RL');
     expect(html).toContain('Held-out answers given, by task');
     expect(html).toContain('<th>all</th><th>boxed</th>');
+    // behaviour transfer: three stages, four pairs; offline the backtracking pair is the lexicon's, checked here
+    // against detectBehaviors on the written trace files
+    expect(html).toContain('Behaviour transfer rate BTR');
+    expect(summary.rlAlgorithm).toBe('grpo');
+    expect(summary.btrScorer).toBe('lexicon');
+    expect(summary.btr.map((r: { stage: string }) => r.stage)).toEqual(['base', 'cold start', 'RL']);
+    const traces = (f: string) =>
+      readFileSync(path.join(out, 'eval', f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+    const vis = traces('btr_visual.jsonl');
+    const ling = traces('btr_linguistic.jsonl');
+    expect(vis).toHaveLength(3 * opts.evalCount);
+    expect(ling).toHaveLength(3 * opts.evalCount);
+    for (const [step, stage] of ['base', 'cold start', 'RL'].entries()) {
+      const rate = (rows: { step: number; completion: string }[], b: 'visualReflection' | 'backtracking') => {
+        const mine = rows.filter((r) => r.step === step);
+        return mine.filter((r) => detectBehaviors(r.completion)[b]).length / mine.length;
+      };
+      const row = summary.btr.find((r: { stage: string }) => r.stage === stage);
+      expect(row.backtracking.cbrV).toBeCloseTo(rate(vis, 'visualReflection'), 12);
+      expect(row.backtracking.cbrL).toBeCloseTo(rate(ling, 'backtracking'), 12);
+      expect(row.subgoal.cbrV).toBeNull(); // NaN in JSON: no lexicon for visual divide-and-conquer
+    }
     for (const name of ['reward', 'accuracy', 'response_length', 'behaviors', 'sft_loss']) {
       const png = path.join(out, 'report', `${name}.png`);
       const meta = await sharp(png).metadata();
