@@ -136,10 +136,17 @@ export class JudgeClient {
     const t0 = Date.now();
     const out = new Array<Verdict>(items.length);
     let next = 0;
+    let failed = false;
     const worker = async () => {
-      while (next < items.length) {
+      // after one failure the other workers finish their request in flight and take no new item
+      while (!failed && next < items.length) {
         const i = next++;
-        out[i] = await this.count(items[i].behavior, items[i].trace, items[i].question);
+        try {
+          out[i] = await this.count(items[i].behavior, items[i].trace, items[i].question);
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
       }
     };
     try {

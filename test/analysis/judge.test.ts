@@ -98,6 +98,16 @@ describe('JudgeClient against a local server process', () => {
     await expect(judge.count('backtracking', 'wait [fail500:c:9]')).rejects.toThrow(
       /failed 2 times \(last: HTTP 500.*cached in .*c0, rerun to resume/,
     );
+    // one failing item stops the run: the other workers take no new item after it
+    await fetch(`${base}/reset`, { method: 'POST' });
+    const many = new JudgeClient({ ...opts, url: `${base}/v1`, retries: 0, concurrency: 2 });
+    const items = Array.from({ length: 20 }, (_, i) => ({
+      behavior: 'backtracking' as const,
+      trace: i === 0 ? 'x [fail500:z:9]' : `wait ${i}`,
+    }));
+    await expect(many.countMany(items)).rejects.toThrow(/failed 1 times/);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await serverStats()).requests).toBeLessThanOrEqual(3);
     const wrong = new JudgeClient({ ...opts, url: `${base}/nope` });
     const err = await wrong.count('backtracking', 'wait').catch((e) => e);
     expect(err).toBeInstanceOf(JudgeError);
