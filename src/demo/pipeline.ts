@@ -435,7 +435,7 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   );
 
   say(
-    `stage 2: GRPO on images (${o.rl.steps} steps x ${o.rl.batchSize} prompts x ${o.rl.groupSize} samples)`,
+    `stage 2: ${o.rl.advantage === 'gae' ? 'PPO (critic + GAE)' : 'GRPO'} on images (${o.rl.steps} steps x ${o.rl.batchSize} prompts x ${o.rl.groupSize} samples)`,
   );
   const rl = await grpoStage(c, path.join(data, 'rl.jsonl'), path.join(data, 'eval_subset.jsonl'));
   await saveCheckpoint(path.join(o.out, 'checkpoints', 'rl'), model, ct);
