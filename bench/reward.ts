@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     .map((l) => JSON.parse(l));
   const cases = rows.map((r) => ({ gold: r.gold, prediction: r.prediction, opts: rowOptions(r.config) }));
 
-  // In-process baseline (one thread, no time limit). First pass warms the CAS.
+  // In-process baseline: verify() through its synchronous worker (same time limit). First pass warms the CAS.
   for (const c of cases) verify(c.gold, c.prediction, c.opts);
   const t0 = performance.now();
   for (let k = 0; k < REPEATS; k++) for (const c of cases) verify(c.gold, c.prediction, c.opts);

@@ -22,7 +22,8 @@ import {
 } from '../analysis/btr.js';
 import { formatJudgeStats, JudgeClient } from '../analysis/judge.js';
 import { JUDGE_BEHAVIORS } from '../analysis/judge_prompts.js';
-import { ArgsError, helpText, type ParsedArgs, parseArgs } from './args.js';
+import { helpText } from './args.js';
+import { parseCommand } from './common.js';
 
 export type StepRates = { step: number | 'all'; n: number; rates: Record<Behavior, number> };
 
@@ -251,23 +252,14 @@ export async function behaviorsCommand(argv: string[]): Promise<number> {
     console.error(`ovr-train behaviors: the rollouts file comes first, got '${file}'\n\n${USAGE}`);
     return 2;
   }
-  let args: ParsedArgs<z.output<typeof BehaviorsArgs>>;
-  try {
-    args = parseArgs(BehaviorsArgs, rest, 'ovr-train behaviors ROLLOUTS.jsonl');
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(`ovr-train behaviors: ${e.message}`);
-    return 2;
-  }
-  if (args.kind === 'help') {
-    console.log(`${USAGE}\n\n${args.text}`);
-    return 0;
-  }
-  const { textField, stepField, json } = args.config;
+  const p = parseCommand(BehaviorsArgs, rest, 'ovr-train behaviors ROLLOUTS.jsonl', USAGE);
+  if ('exit' in p) return p.exit;
+  const cfg = p.config as z.output<typeof BehaviorsArgs>;
+  const { textField, stepField, json } = cfg;
   const text = await readFile(file, 'utf8').catch(() => {
     throw new Error(`ovr-train behaviors: cannot read '${file}'`);
   });
-  if (args.config.judgeUrl || args.config.linguistic) return judgeOrBtr(file, text, args.config, process.env);
+  if (cfg.judgeUrl || cfg.linguistic) return judgeOrBtr(file, text, cfg, process.env);
   const rows = ratesByStep(text, textField, stepField, file);
   console.log(json ? JSON.stringify(rows, null, 2) : formatRatesTable(rows));
   return 0;

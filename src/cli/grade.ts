@@ -14,6 +14,7 @@ Flags:
   --pred-field NAME   field holding the model output (default: prediction)
   --gold-field NAME   field holding the gold answer (default: gold)
   --out FILE          write one verdict per line: {id?, verdict, extracted, reason, ms, timedOut?}
+                      (ms: wall time of the case in its worker, 0.01 ms resolution)
   --threads N         worker threads (default 2)
   --budget-ms MS      per-case time limit; a timeout counts as not equal (default 2000)
   --help              this text
@@ -178,6 +179,7 @@ export async function gradeCommand(argv: string[]): Promise<number> {
           verdict: v.equal,
           extracted: v.extracted,
           reason: v.reason,
+          ms: Math.round((v.ms ?? 0) * 100) / 100,
         };
         return JSON.stringify(v.timedOut ? { ...rec, timedOut: true } : rec);
       });

@@ -15,11 +15,12 @@ import { processor } from '../data/processor.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
 import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { mean as meanOf } from '../util/stats.js';
+import { gradeDemo } from './grade.js';
 import type { VisualProblem } from './render.js';
 import {
   CAPTION_PROMPT,
   captionReply,
-  gradeDemo,
   makeProblems,
   type Problem,
   presenceQuery,
@@ -129,7 +130,7 @@ export interface DemoEvalResult {
 
 /** Accuracy overall and per task kind, mean completion length and behaviour rates. */
 export function summarizeEval(rows: DemoEvalRow[]): DemoEvalResult {
-  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+  const mean = (xs: number[]) => meanOf(xs, 0);
   const byTask: Record<string, number> = {};
   for (const t of TASK_KINDS) {
     const sub = rows.filter((r) => r.task === t);

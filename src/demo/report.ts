@@ -4,12 +4,15 @@ import path from 'node:path';
 import { BEHAVIORS, type Behavior } from '../analysis/behaviors.js';
 import { lineChart } from '../report/charts.js';
 import { writeReport } from '../report/html.js';
+import { findBoxes } from '../reward/extract.js';
 import type { GrpoStepRecord } from '../train/grpo.js';
 import type { StepRecord } from '../util/log.js';
+import { mean } from '../util/stats.js';
 import { btrTable, type DemoBtr } from './btr.js';
 import type { CaptionEvalResult, DemoEvalResult } from './eval.js';
-import type { DemoOptions, DemoSummary } from './pipeline.js';
-import { lastBoxed, normalizeAnswer, TASK_KINDS } from './tasks.js';
+import { normalizeAnswer } from './grade.js';
+import type { DemoOptions, DemoSummary } from './options.js';
+import { TASK_KINDS } from './tasks.js';
 
 /**
  * Which answers a model gives, per task: `{ task: { answer: count } }` over the last \\boxed{} of each completion
@@ -21,7 +24,7 @@ export function answerCounts(
 ): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};
   for (const r of rows) {
-    const got = lastBoxed(r.completion);
+    const got = findBoxes(r.completion).at(-1)?.content ?? null;
     const a = got === null ? '(none)' : normalizeAnswer(got);
     out[r.task] ??= {};
     out[r.task][a] = (out[r.task][a] ?? 0) + 1;
@@ -35,8 +38,6 @@ const countsText = (c: Record<string, number> | undefined): string =>
     .sort((a, b) => b[1] - a[1])
     .map(([a, n]) => `${a} x${n}`)
     .join(', ');
-
-const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
 
 /** Moving average over a window of `k` (shorter at the start). */
 function smooth(points: [number, number][], k: number): [number, number][] {
@@ -120,7 +121,9 @@ async function demoCharts(c: Curves): Promise<{ name: string; png: Buffer }[]> {
 
 /** Share of an eval's completions with a `\boxed{}` answer (well-formed, right or wrong). */
 const boxedShare = (r: DemoEvalResult): number =>
-  r.rows.length ? r.rows.filter((x) => lastBoxed(x.completion) !== null).length / r.rows.length : Number.NaN;
+  r.rows.length
+    ? r.rows.filter((x) => findBoxes(x.completion).length > 0).length / r.rows.length
+    : Number.NaN;
 
 /** Writes `o.out/report/` (index.html + PNG charts); returns the HTML path. */
 export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves): Promise<string> {

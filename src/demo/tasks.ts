@@ -395,31 +395,3 @@ export function makeProblems(opts: ProblemOptions): Problem[] {
   }
   return out;
 }
-
-/** Content of the last `\boxed{...}` (no nested braces), or null. */
-export function lastBoxed(text: string): string | null {
-  const re = /\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}/g;
-  let last: string | null = null;
-  for (let m = re.exec(text); m !== null; m = re.exec(text)) last = m[1];
-  return last;
-}
-
-/** Lowercase, trim, drop `\text{}` and a trailing period. */
-export function normalizeAnswer(s: string): string {
-  return s
-    .replace(/\\text\{([^{}]*)\}/g, '$1')
-    .trim()
-    .replace(/\.$/, '')
-    .trim()
-    .toLowerCase();
-}
-
-/**
- * Verifiable reward for a demo problem: 1 if the last \boxed{} equals the gold answer, else 0.
- * @example
- * gradeDemo('<answer> \\boxed{3} </answer>', '3') // 1
- */
-export function gradeDemo(completion: string, answer: string): number {
-  const got = lastBoxed(completion);
-  return got !== null && normalizeAnswer(got) === normalizeAnswer(answer) ? 1 : 0;
-}

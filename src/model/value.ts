@@ -15,11 +15,11 @@
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { saveWeights } from '../io/checkpoint.js';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { Rng } from '../util/rng.js';
 import type { Qwen2_5_VLConfig } from './config.js';
 import { type ForwardOptions, type ModelInputs, Qwen2_5_VL } from './qwen2_5_vl.js';
+import { saveWeights } from './weights.js';
 
 /** Checkpoint key of the head (ORZ `value_head_prefix` + '.weight'), shape [1, D]. */
 export const VALUE_HEAD_KEY = 'value_head.weight';

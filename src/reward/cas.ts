@@ -54,7 +54,15 @@ export function tooExpensive(latex: string): boolean {
   return (
     /\^\s*\{?\s*[-(]?\s*\d+\s*\^|\^\s*\{?\s*-?\d{5,}|\d{4,}\s*!|\\(?:sum|prod)[\s\S]*\^\s*\{?\s*\d{5,}/.test(
       latex,
-    ) || latex.length > 2000
+    ) ||
+    // \pm/\mp are expanded into alternatives before the CAS (structure.ts); answers with more than MAX_PM_SIGNS
+    // of them are not expanded and must not reach the CAS either (it enumerates 2^n sign choices).
+    /\\(?:pm|mp)(?![a-zA-Z])/.test(latex) ||
+    // Binomials of 5-digit arguments: \binom{1000000}{500000} is a 300,000-digit BigInt computation.
+    /\\[dt]?binom\s*\{?\s*\d{5,}|\\[dt]?binom\s*\{[^{}]*\}\s*\{?\s*\d{5,}|\d{5,}\s*\}?\s*\\choose/.test(
+      latex,
+    ) ||
+    latex.length > 2000
   );
 }
 

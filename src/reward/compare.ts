@@ -2,7 +2,7 @@
 // Scalars are compared in scalar.ts, relations in relation.ts.
 
 import { type Complex, casMatrix, casNumeric, casParse } from './cas.js';
-import { relationEqual, relationToInterval } from './relation.js';
+import { relationEqual, solutionSet } from './relation.js';
 import { type CompareOptions, numbersEqual, scalarEqual } from './scalar.js';
 import type { Node } from './structure.js';
 
@@ -89,10 +89,9 @@ function textOf(n: Node): string | null {
 export function nodesEqual(g: Node, p: Node, o: CompareOptions): boolean {
   if (g.t === 'member') return nodesEqual(g.set, p.t === 'member' ? p.set : p, o);
   if (p.t === 'member') {
-    if (g.t === 'rel') {
-      const iv = relationToInterval(g);
-      return iv !== null && nodesEqual(iv, p.set, o);
-    }
+    const gs = solutionSet(g);
+    if (gs !== null) return nodesEqual(gs, p.set, o);
+    if (g.t === 'rel') return false;
     return o.allowSetRelationComp || g.t === 'interval' || g.t === 'union' ? nodesEqual(g, p.set, o) : false;
   }
   if (g.t === 'assign' && p.t === 'assign') {
@@ -102,16 +101,17 @@ export function nodesEqual(g: Node, p: Node, o: CompareOptions): boolean {
   if (g.t === 'assign') return p.t === 'rel' ? nodesEqual(assignToRel(g), p, o) : nodesEqual(g.value, p, o);
   if (p.t === 'assign') return g.t === 'rel' ? nodesEqual(g, assignToRel(p), o) : nodesEqual(g, p.value, o);
   if (g.t === 'rel' && p.t === 'rel') return relationEqual(g, p);
-  if (
-    g.t === 'rel' &&
-    (p.t === 'interval' || (p.t === 'list' && p.bracket === '(' && p.items.length === 2))
-  ) {
-    const iv = relationToInterval(g);
-    return iv !== null && nodesEqual(iv, p, o);
+  // A gold inequality (`|x-1| < 2`, `x < 1 or x > 2`) matches the predicted interval/union it solves to; the
+  // reverse (a predicted inequality against a gold set) needs allowSetRelationComp, as in Math-Verify.
+  const pSet = asIntervalish(p);
+  const gSet = asIntervalish(g);
+  if (pSet !== null && g.t !== 'interval' && g.t !== 'union') {
+    const gs = solutionSet(g);
+    if (gs !== null) return nodesEqual(gs, pSet, o);
   }
-  if (p.t === 'rel' && g.t === 'interval' && o.allowSetRelationComp) {
-    const iv = relationToInterval(p);
-    return iv !== null && intervalsEqual(g, iv, o);
+  if (gSet !== null && o.allowSetRelationComp && p.t !== 'interval' && p.t !== 'union') {
+    const ps = solutionSet(p);
+    if (ps !== null) return nodesEqual(gSet, ps, o);
   }
   if (g.t === 'rel' || p.t === 'rel') return false;
   if (g.t === 'matrix' || p.t === 'matrix') return matrixEqual(g, p, o);
@@ -141,6 +141,14 @@ export function nodesEqual(g: Node, p: Node, o: CompareOptions): boolean {
     );
   }
   return collectionsEqual(g, p, o);
+}
+
+/** An interval, a union, or a `(a, b)` pair (which reads as the open interval too); else null. */
+function asIntervalish(n: Node): Node | null {
+  if (n.t === 'interval' || n.t === 'union') return n;
+  if (n.t === 'list' && n.bracket === '(' && n.items.length === 2)
+    return { t: 'interval', lo: n.items[0], hi: n.items[1], loOpen: true, hiOpen: true };
+  return null;
 }
 
 function assignToRel(a: Extract<Node, { t: 'assign' }>): Node {

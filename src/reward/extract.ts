@@ -51,6 +51,20 @@ interface Box {
   content: string;
 }
 
+const BOX_START = /\\(?:boxed|fbox)(?![a-zA-Z])\s*/g;
+
+/**
+ * True when the last `\boxed{` of the text never closes: a truncated or garbled final answer. Such a completion
+ * has no answer at all — falling back to an earlier box or to the last number inside the broken box would reward
+ * `\boxed{{{…{1` as `1`.
+ */
+export function lastBoxUnclosed(text: string): boolean {
+  let last = -1;
+  BOX_START.lastIndex = 0;
+  for (let m = BOX_START.exec(text); m !== null; m = BOX_START.exec(text)) last = m.index + m[0].length;
+  return last >= 0 && text[last] === '{' && matchBrace(text, last) < 0;
+}
+
 /** All `\boxed{…}`/`\fbox{…}`/`\boxed 5` occurrences (the last MAX_BOXES), in text order. */
 export function findBoxes(text: string): Box[] {
   const starts: [number, number][] = [];
@@ -103,6 +117,14 @@ const PHRASE = /(?:final answer|the answer|answer)\s*(?:is|:|=)?\s*:?/gi;
 
 /** Text after the last "final answer is" / "the answer is" phrase, up to the end of its sentence. */
 export function answerPhrase(text: string): string | null {
+  return answerPhraseParts(text)?.text ?? null;
+}
+
+/**
+ * Like answerPhrase, and says whether the phrase was exactly one delimited block (`… is $domain: (2,8]$.`): the
+ * model delimited its answer itself, so words inside it do not make it prose.
+ */
+function answerPhraseParts(text: string): { text: string; delimited: boolean } | null {
   const tail = text.slice(-TAIL);
   let last: RegExpExecArray | null = null;
   PHRASE.lastIndex = 0;
@@ -117,7 +139,7 @@ export function answerPhrase(text: string): string | null {
   // One delimited block is the answer itself: `$(0, 1)$` → `(0, 1)`.
   const block = /^(?:\$\$?([^$]*)\$\$?|\\\(([\s\S]*)\\\)|\\\[([\s\S]*)\\\])$/.exec(rest);
   if (block) rest = (block[1] ?? block[2] ?? block[3]).trim();
-  return /[a-zA-Z0-9]/.test(rest) ? rest : null;
+  return /[a-zA-Z0-9]/.test(rest) ? { text: rest, delimited: block !== null } : null;
 }
 
 const LATEX_BLOCK =
@@ -144,6 +166,7 @@ export function readsAsAnswer(text: string): boolean {
   const outside = text
     .replace(/\$\$[\s\S]*?\$\$|\\\[[\s\S]*?\\\]|\\\([^\n]*?\\\)|(?<!\\)\$[^$\n]*\$/g, ' ')
     .replace(/\\text\{[^{}]*\}/g, ' ')
+    .replace(/\\begin\{array\}\{[^{}]*\}/g, ' ')
     .replace(/\\(?:begin|end)\{[a-zA-Z*]*\}/g, ' ')
     .replace(/\\[a-zA-Z]+/g, ' ');
   const words = outside.match(/[a-zA-Z]{2,}/g) ?? [];
@@ -173,6 +196,7 @@ export function extractAnswer(text: string, opts: ExtractOptions = {}): Extracte
   const targets = opts.targets ?? ['latex', 'expr'];
   const latex = targets.includes('latex');
   const expr = targets.includes('expr');
+  if (lastBoxUnclosed(text)) return null;
   const tag = answerTag(text);
   if (tag !== null) {
     const inner = extractAnswer(tag, opts);
@@ -182,8 +206,10 @@ export function extractAnswer(text: string, opts: ExtractOptions = {}): Extracte
     const boxed = lastBoxed(text);
     if (boxed) return boxed;
   }
-  const phrase = answerPhrase(text);
-  if (phrase !== null && readsAsAnswer(phrase)) return { kind: 'phrase', text: phrase };
+  const parts = answerPhraseParts(text);
+  const phrase = parts?.text ?? null;
+  if (parts !== null && (parts.delimited || readsAsAnswer(parts.text)))
+    return { kind: 'phrase', text: parts.text };
   if (readsAsAnswer(text) && (expr || /[$\\]/.test(text)) && text.trim().length > 0) {
     return { kind: 'whole', text: text.trim() };
   }
@@ -205,13 +231,24 @@ export function extractAnswer(text: string, opts: ExtractOptions = {}): Extracte
 /** Letters a multiple-choice answer may take when no `choices` are given. */
 export const DEFAULT_CHOICES = ['A', 'B', 'C', 'D', 'E'];
 
-/** The option letter a gold answer denotes (`C`, `(C)`, `\text{C}`, `$E$`), or null. */
+/** `\\left(`, `\\bigl(` … → `(`: sizing commands around an option letter. */
+function dropSizing(s: string): string {
+  return s.replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)\s*(?=[()[\]])/g, '');
+}
+
+/** The option letter a gold answer denotes (`C`, `(C)`, `\\text{C}`, `$E$`), or null. */
 export function choiceLetter(s: string, choices: string[] = DEFAULT_CHOICES): string | null {
-  const t = s
+  const t = dropSizing(s)
     .replace(/\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}/g, '$1')
     .replace(/[$\s().:]|\\[()]/g, '')
     .replace(/\\\}/g, '');
   return t.length === 1 && /[A-Z]/.test(t) && (choices.includes(t) || choices === DEFAULT_CHOICES) ? t : null;
+}
+
+/** Letters from A to `letter` (at least A–E): MATH-Vision has options up to H when no choice list is given. */
+export function choicesUpTo(letter: string): string[] {
+  const n = Math.max(5, letter.charCodeAt(0) - 64);
+  return Array.from({ length: n }, (_, i) => String.fromCharCode(65 + i));
 }
 
 /**
@@ -222,7 +259,7 @@ export function choiceLetter(s: string, choices: string[] = DEFAULT_CHOICES): st
 export function extractChoice(text: string, choices: string[] = DEFAULT_CHOICES): string | null {
   const L = choices.map((c) => c.replace(/[^A-Za-z]/g, '')).join('');
   if (L.length === 0) return null;
-  const tail = text.slice(-TAIL);
+  const tail = dropSizing(text.slice(-TAIL));
   const inner = answerTag(tail) ?? tail;
   const boxed = lastBoxed(inner);
   if (boxed) {

@@ -1,4 +1,6 @@
 // Public API of the verifiable math reward (see docs/reward.md).
+
+export { closeBounded, DEFAULT_TIME_LIMIT_MS } from './bounded.js';
 export {
   type Extracted,
   type ExtractKind,

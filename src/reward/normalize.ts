@@ -91,6 +91,32 @@ const UNIT_RE = new RegExp(
   'g',
 );
 
+/** Code points of the digit zero of the decimal-digit scripts a model may answer in (each run of ten is 0–9). */
+const DIGIT_ZEROS = [
+  0x0660, 0x06f0, 0x07c0, 0x0966, 0x09e6, 0x0a66, 0x0ae6, 0x0b66, 0x0be6, 0x0c66, 0x0ce6, 0x0d66, 0x0de6,
+  0x0e50, 0x0ed0, 0x0f20, 0x1040, 0x17e0, 0x1810, 0xff10, 0x1d7ce, 0x1d7d8, 0x1d7e2, 0x1d7ec, 0x1d7f6,
+];
+
+/**
+ * Folds full-width ASCII (`１２`, `（`, `＋`) and the decimal digits of other scripts (Arabic-Indic `١٢`,
+ * Devanagari, Thai, mathematical bold…) to ASCII; the Arabic decimal/thousands separators and the ideographic
+ * full stop to `.`/`,`/`.`.
+ * Applied to both sides before extraction, so `\boxed{١٢}` is 12, not an empty answer.
+ * @example foldUnicodeDigits('\\boxed{１２}') // '\\boxed{12}'
+ */
+export function foldUnicodeDigits(s: string): string {
+  return s.replace(/[\u0660-\u{1d7ff}]/gu, (c) => {
+    const cp = c.codePointAt(0)!;
+    if (cp === 0x066b) return '.';
+    if (cp === 0x066c) return ',';
+    if (cp === 0x3000) return ' ';
+    if (cp === 0x3002) return '.';
+    if (cp >= 0xff01 && cp <= 0xff5e) return String.fromCharCode(cp - 0xfee0);
+    for (const z of DIGIT_ZEROS) if (cp >= z && cp < z + 10) return String(cp - z);
+    return c;
+  });
+}
+
 /** Map unicode math symbols to LaTeX commands. */
 export function mapUnicode(s: string): string {
   let out = s;

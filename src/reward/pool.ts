@@ -13,13 +13,14 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { Verdict, VerifyOptions } from './verify.js';
+import { DEFAULT_TIME_LIMIT_MS } from './bounded.js';
+import { timeLimitOf, type Verdict, type VerifyOptions } from './verify.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
 export interface PoolOptions {
   /** Worker threads (default: min(2, cores)). */
   threads?: number;
-  /** Per-case budget in ms (default 2000). */
+  /** Per-case budget in ms (default 2000, `DEFAULT_TIME_LIMIT_MS`); a case's own `timeLimitMs` overrides it. */
   budgetMs?: number;
   /** Heap limit per worker in MB (default 512): a memory bomb kills only its worker. */
   maxMemoryMb?: number;
@@ -40,6 +41,7 @@ interface Task {
   req: WorkerRequest;
   resolve: (v: Verdict) => void;
   started: number;
+  limitMs: number;
 }
 
 interface Slot {
@@ -102,7 +104,7 @@ export class VerifierPool {
 
   constructor(opts: PoolOptions = {}) {
     this.threads = opts.threads ?? Math.max(1, Math.min(2, os.availableParallelism?.() ?? 2));
-    this.budgetMs = opts.budgetMs ?? 2000;
+    this.budgetMs = opts.budgetMs ?? DEFAULT_TIME_LIMIT_MS;
     this.maxMemoryMb = opts.maxMemoryMb ?? 512;
     if (!Number.isInteger(this.threads) || this.threads < 1) {
       throw new Error(`VerifierPool: threads must be a positive integer, got ${opts.threads}`);
@@ -130,9 +132,15 @@ export class VerifierPool {
     if (typeof gold !== 'string' || typeof prediction !== 'string') {
       return Promise.reject(new Error('VerifierPool.verify: gold and prediction must be strings'));
     }
+    let limitMs: number;
+    try {
+      limitMs = timeLimitOf(opts, this.budgetMs);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise((resolve) => {
       const id = this.nextId++;
-      this.queue.push({ id, req: { id, gold, prediction, opts }, resolve, started: 0 });
+      this.queue.push({ id, req: { id, gold, prediction, opts }, resolve, started: 0, limitMs });
       this.dispatch();
     });
   }
@@ -218,7 +226,7 @@ export class VerifierPool {
     slot.timer = null;
     this.stats.timeouts++;
     this.stats.done++;
-    t.resolve(verdictFor(t, `timeout after ${this.budgetMs} ms`, true));
+    t.resolve(verdictFor(t, `timeout after ${t.limitMs} ms`, true));
     this.replace(i);
   }
 
@@ -240,7 +248,7 @@ export class VerifierPool {
       const t = this.queue.shift()!;
       slot.task = t;
       t.started = performance.now();
-      slot.timer = setTimeout(() => this.onTimeout(slot), this.budgetMs);
+      slot.timer = setTimeout(() => this.onTimeout(slot), t.limitMs);
       slot.worker.postMessage(t.req);
     }
     const pending = this.queue.length > 0 || this.slots.some((s) => s.task !== null);

@@ -102,3 +102,57 @@ export function relationToInterval(r: Extract<Node, { t: 'rel' }>): Interval | n
     ? { t: 'interval', lo: ninf, hi: bound, loOpen: true, hiOpen: open }
     : { t: 'interval', lo: bound, hi: inf, loOpen: open, hiOpen: true };
 }
+
+/** `|x - c|` / `|x + c|` / `|x|` with a one-letter variable: [variable, c as LaTeX], or null. */
+function absArgument(s: string): [string, string] | null {
+  const m = /^\|\s*([a-zA-Z])\s*(?:([+-])\s*([^|]+?))?\s*\|$/.exec(s.trim());
+  if (!m) return null;
+  if (!m[2]) return [m[1], '0'];
+  return [m[1], m[2] === '-' ? `(${m[3]})` : `-(${m[3]})`];
+}
+
+function exprOf(latex: string): Node {
+  return { t: 'expr', latex, percent: false };
+}
+
+/**
+ * `|x - c| < a` → (c-a, c+a); `|x - c| \ge a` → (-∞, c-a] ∪ [c+a, ∞); any other one-variable chain as in
+ * relationToInterval. Null when the relation is not a one-variable inequality we can solve by form.
+ */
+export function relationToSet(r: Extract<Node, { t: 'rel' }>): Node | null {
+  if (r.parts.length === 2 && r.ops[0] !== '=' && r.ops[0] !== '\\ne') {
+    const [a, b] = r.parts.map((p) => (p.t === 'expr' ? p.latex : ''));
+    const left = absArgument(a);
+    const right = absArgument(b);
+    const abs = left ?? right;
+    if (abs !== null && (left === null || right === null)) {
+      const bound = left ? b : a;
+      // Orient as |…| op bound.
+      const op = left ? r.ops[0] : FLIP[r.ops[0]];
+      const c = abs[1];
+      const lo = exprOf(`${c}-(${bound})`);
+      const hi = exprOf(`${c}+(${bound})`);
+      const strict = op === '<' || op === '>';
+      if (op === '<' || op === '\\le') return { t: 'interval', lo, hi, loOpen: strict, hiOpen: strict };
+      return {
+        t: 'union',
+        items: [
+          { t: 'interval', lo: exprOf('-\\infty'), hi: lo, loOpen: true, hiOpen: strict },
+          { t: 'interval', lo: hi, hi: exprOf('\\infty'), loOpen: strict, hiOpen: true },
+        ],
+      };
+    }
+  }
+  return relationToInterval(r);
+}
+
+/** The solution set of a relation or of `x < 1 or x > 2` (a set of one-variable relations), or null. */
+export function solutionSet(n: Node): Node | null {
+  if (n.t === 'rel') return relationToSet(n);
+  if (n.t === 'set' && n.items.length >= 2 && n.items.every((x) => x.t === 'rel')) {
+    const items = n.items.map((x) => relationToSet(x as Extract<Node, { t: 'rel' }>));
+    if (items.some((x) => x === null)) return null;
+    return { t: 'union', items: (items as Node[]).flatMap((x) => (x.t === 'union' ? x.items : [x])) };
+  }
+  return null;
+}

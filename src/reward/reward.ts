@@ -1,7 +1,7 @@
 // The OVR / Open-Reasoner-Zero math reward: 1 if the completion's final answer equals the gold answer, else 0.
 // Format gates come first (ORZ: the answer is the last \boxed{} inside <answer>…</answer>; a truncated generation,
-// finishReason 'length', scores 0), then verify() — through a VerifierPool when one is given (hard time limit),
-// else in-process (no time limit; fine for trusted inputs and tests).
+// finishReason 'length', scores 0), then verify() — through a VerifierPool when one is given, else through the
+// synchronous worker of bounded.ts. Both have the same hard per-case time limit (VerifyOptions.timeLimitMs).
 
 import { answerTag, findBoxes } from './extract.js';
 import type { VerifierPool } from './pool.js';
@@ -20,7 +20,7 @@ export interface MathRewardInput {
 }
 
 export interface RewardOptions {
-  /** Run verification in this pool (hard per-case time limit). */
+  /** Run verification in this pool (parallel); without one, verify() runs in the calling thread's own worker. */
   pool?: VerifierPool | null;
   verify?: VerifyOptions;
 }
@@ -76,7 +76,7 @@ export async function mathReward(c: MathRewardInput, opts: RewardOptions = {}): 
   return (await scoreCompletion(c, opts)).reward;
 }
 
-/** Synchronous, in-process reward (no time limit). */
+/** Synchronous reward (blocks the caller up to the time limit, `verifyOpts.timeLimitMs`, default 2000 ms). */
 export function mathRewardSync(c: MathRewardInput, verifyOpts: VerifyOptions = {}): 0 | 1 {
   const gate = formatGate(c);
   return 'fail' in gate ? 0 : verify(c.gold, gate.text, verifyOpts).equal ? 1 : 0;

@@ -127,6 +127,23 @@ export function decimalKey(latex: string): string | null {
   return body === '0' ? '0' : `${m[1]}${body}`;
 }
 
+/** Fewest significant digits a decimal must show to stand for an exact value it rounds to (Math-Verify: 6 decimals). */
+export const MIN_SIGNIFICANT = 6;
+
+/**
+ * A decimal literal written to the precision shown stands for an exact closed value that rounds to it, when it shows
+ * at least MIN_SIGNIFICANT significant digits: `0.333333` ≡ `\frac13`, `2.666667` ≡ `\frac83`, but `0.33` ≢ `\frac13`
+ * and `0.000000` ≢ `10^{-7}` (Math-Verify rounds both sides to 6 decimals, which accepts the last two).
+ */
+function roundedLiteralEqual(literal: string, exact: CasExpr): boolean {
+  const digits = literal.replace(/^-/, '').replace('.', '').replace(/^0+/, '');
+  const decimals = (literal.split('.')[1] ?? '').length;
+  if (digits.length < MIN_SIGNIFICANT || decimals === 0) return false;
+  const v = casNumeric(exact);
+  if (v === null || v.im !== 0) return false;
+  return Math.abs(v.re - Number(literal)) <= 0.5 * 10 ** -decimals * (1 + 1e-9);
+}
+
 export function scalarEqual(
   g: Extract<Node, { t: 'expr' }>,
   p: Extract<Node, { t: 'expr' }>,
@@ -143,6 +160,9 @@ export function scalarEqual(
   const b = casParse(p.latex);
   if (a === null || b === null) return false;
   if (casEqual(a, b, o)) return true;
+  if (o.floatRounding === undefined && !g.percent && !p.percent && (dg === null) !== (dp === null)) {
+    if (roundedLiteralEqual(dg ?? (dp as string), dg === null ? a : b)) return true;
+  }
   if (!g.percent && !p.percent && g.degree === p.degree) return false;
   // `28\%` matches 28 (hendrycks/Qwen strip the sign) and 0.28 (its value); `90^\circ` matches 90 and π/2.
   const na = casNumeric(a);

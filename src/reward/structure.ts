@@ -87,9 +87,12 @@ function wraps(s: string): boolean {
 }
 
 const LABEL_RE =
-  /^(?:[a-zA-Z][a-zA-Z.]*(?:\s+[a-zA-Z.]+){1,5}|\\?[a-zA-Z]+(?:_\{?[a-zA-Z0-9,]+\}?)?(?:'|\^\{?\*\}?)?(?:\([a-zA-Z,\s]*\))?|\\frac\{[a-zA-Z\s]+\}\{[a-zA-Z\s]+\}|[a-zA-Z_{}]+\s*:\s*[a-zA-Z_{}]+|\\angle\s*[a-zA-Z]+|\([a-zA-Z,\s]+\))$/;
+  /^(?:[a-zA-Z][a-zA-Z.]*(?:\s+[a-zA-Z.]+){1,5}|\\?[a-zA-Z]+(?:_\{?[a-zA-Z0-9,]+\}?)?(?:'|\^\{?\*\}?)?(?:\([a-zA-Z,\s]*\))?|\\frac\{[a-zA-Z\s]+\}\{[a-zA-Z\s]+\}|[a-zA-Z][\w{}]*(?:\s*:\s*[a-zA-Z][\w{}]*)+|\\angle\s*[a-zA-Z]+|\|[a-zA-Z]{1,4}\||\\overline\{[A-Z]{1,4}\}|\([a-zA-Z,\s]+\))$/;
 
-/** True for the left side of an assignment: `x`, `x_1`, `f(x)`, `(p,q)`, `\frac{NO}{BO}`, `A:B`, `S_{MBCN}:S`. */
+/**
+ * True for the left side of an assignment: `x`, `x_1`, `f(x)`, `(p,q)`, `\frac{NO}{BO}`, `A:B`, `V_1:V_2`,
+ * `S_{MBCN}:S`, `|AB|`, `\overline{AB}`.
+ */
 export function isLabel(s: string): boolean {
   const t = s.trim();
   if (/^\\(?:frac|sqrt|sin|cos|tan|log|ln|pi|infty)(?![a-zA-Z])/.test(t) && !t.startsWith('\\frac'))
@@ -97,10 +100,16 @@ export function isLabel(s: string): boolean {
   return t.length > 0 && t.length <= 40 && LABEL_RE.test(t);
 }
 
-/** Expand `a \pm b` into `[a+b, a-b]` (and `\mp`); at most two signs (4 items). */
+/** Most `\pm`/`\mp` signs expanded in one answer (2^4 = 16 alternatives); the CAS refuses any left over. */
+export const MAX_PM_SIGNS = 4;
+
+/** Expand `a \pm b` into `[a+b, a-b]` (and `\mp`) when it has at most MAX_PM_SIGNS signs (16 items). */
 export function expandPm(s: string): string[] {
+  // More signs than that: not expanded at all (the CAS then refuses the \pm), else every alternative would be
+  // expanded again one level down — 16^depth work (ten \pm took 85 s).
+  if ((s.match(/\\(?:pm|mp)(?![a-zA-Z])/g)?.length ?? 0) > MAX_PM_SIGNS) return [s];
   let out = [s];
-  for (let k = 0; k < 2; k++) {
+  for (let k = 0; k < MAX_PM_SIGNS; k++) {
     const next: string[] = [];
     for (const x of out) {
       const m = /\\(pm|mp)(?![a-zA-Z])/.exec(x);
@@ -118,7 +127,10 @@ export function expandPm(s: string): string[] {
 }
 
 function exprNode(latex: string, ctx: ParseContext): Node {
-  let s = latex.trim();
+  // Space-separated thousands (`1 000 000`, `2\,220` after normalisation) are one number; any other digit-space-digit
+  // (`1 2`) is not a number at all: the CAS would read it as 12.
+  let s = latex.trim().replace(/(?<![\d.])\d{1,3}(?: \d{3})+(?![\d.])/g, (m) => m.replace(/ /g, ''));
+  if (/(?:^|[^\d._^])\d+(?:\.\d+)? \d/.test(s)) return { t: 'text', value: s }; // not `\log_2 8`, `x^2 3`
   let percent = false;
   const p = /\s*(?:\\%|%)\s*$/.exec(s);
   if (p) {
@@ -248,7 +260,11 @@ export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node 
   if (s === '\\emptyset' || s === '\\{\\}' || s === '{}') return { t: 'set', items: [] };
   if (s === '\\ldots') return { t: 'ellipsis' };
   const approx = splitTop(s, /\\approx|\\simeq/g).parts;
-  if (approx.length > 1 && approx[0].length > 0) return parseNode(approx[0], ctx, depth + 1);
+  // `\frac13 \approx 0.33` keeps the exact value before it; `x \approx 1.25` names a variable, so the value counts.
+  if (approx.length > 1 && approx[0].length > 0) {
+    const keep = isLabel(approx[0]) ? approx[approx.length - 1] : approx[0];
+    return parseNode(keep, ctx, depth + 1);
+  }
   const member = splitTop(s, /\\in(?![a-zA-Z])/g).parts;
   if (member.length === 2 && !/[,;]/.test(member[0])) {
     return { t: 'member', set: parseNode(member[1], ctx, depth + 1) };
@@ -287,7 +303,9 @@ export function parseNode(raw: string, ctx: ParseContext = {}, depth = 0): Node 
   }
   const pm = expandPm(s);
   if (pm.length > 1) return { t: 'set', items: pm.map((p) => parseNode(p, ctx, depth + 1)) };
-  const mat = matrixNode(s, ctx, depth);
+  // `\left[\begin{array}{cc}…\end{array}\right]` (brackets already stripped of \left/\right): the array is the matrix.
+  const arr = /^[[(]\s*(\\begin\{array\}[\s\S]*\\end\{array\})\s*[\])]$/.exec(s);
+  const mat = matrixNode(arr ? arr[1] : s, ctx, depth);
   if (mat) return mat;
   const br = bracketNode(s, ctx, depth);
   if (br) return br;

@@ -1,18 +1,20 @@
-// verify(gold, prediction): extraction → normalisation → shapes → equivalence, in-process and synchronous.
-// This function has no time limit of its own: RL code should call it through VerifierPool (pool.ts), which runs it
-// in warm worker threads and terminates a worker that exceeds the per-case budget.
+// verify(gold, prediction): extraction → normalisation → shapes → equivalence. Synchronous, with a hard time limit:
+// the work runs in a worker thread (bounded.ts) that is terminated when the limit passes; VerifierPool (pool.ts)
+// runs the same worker asynchronously. `verifyInProcess` is the unbounded core those workers call.
 
+import { DEFAULT_TIME_LIMIT_MS, verifyBounded } from './bounded.js';
 import { casEngine } from './cas.js';
 import { type CompareOptions, nodesEqual } from './compare.js';
 import {
   choiceLetter,
+  choicesUpTo,
   DEFAULT_CHOICES,
   type Extracted,
   extractAnswer,
   extractChoice,
   type Target,
 } from './extract.js';
-import { MAX_ANSWER_CHARS, normalizeAnswer } from './normalize.js';
+import { foldUnicodeDigits, MAX_ANSWER_CHARS, normalizeAnswer } from './normalize.js';
 import { type Node, type ParseContext, parseNode } from './structure.js';
 
 /** Knobs, named after Math-Verify's where they exist. All optional. */
@@ -31,6 +33,11 @@ export interface VerifyOptions {
   unorderedLists?: boolean;
   /** Allowed option letters for multiple choice (default A–E when the gold is a single capital letter). */
   choices?: string[];
+  /**
+   * Hard time limit per case in ms (default 2000), counted from when a warm worker receives the case. On expiry
+   * the verdict is `{ equal: false, timedOut: true }`. In a VerifierPool it overrides the pool's `budgetMs`.
+   */
+  timeLimitMs?: number;
 }
 
 /** The outcome of one verification. `equal` is the reward bit; `reason` says why in a few words. */
@@ -41,9 +48,9 @@ export interface Verdict {
   gold: string | null;
   /** The predicted answer as extracted (null if none). */
   extracted: string | null;
-  /** Set by the pool when the case ran out of its time budget. */
+  /** Set when the case ran out of its time limit. */
   timedOut?: boolean;
-  /** Wall time in ms (set by the pool). */
+  /** Wall time in ms from hand-over to a warm worker to its answer. */
   ms?: number;
 }
 
@@ -92,6 +99,19 @@ export function answerNode(ex: Extracted, opts: VerifyOptions): Node {
   return parseNode(ctx.decimalComma ? text.replace(/^(-?\d+),(\d+)$/, '$1.$2') : text, ctx);
 }
 
+/** `1,25`, `-0,5`, `3,14159`: a comma that is not a thousands separator (not exactly three digits after it). */
+const DECIMAL_COMMA = /^-?\d+,(?:\d{1,2}|\d{4,})$/;
+
+/**
+ * A predicted `1,25` is the number 1.25 when the gold is one number: the decimal comma is then the only sensible
+ * reading (a two-item list cannot be right either way). Against a list gold it stays a list.
+ */
+function decimalCommaReading(gold: Node, predNormalized: string): Node | null {
+  if (gold.t !== 'expr' || !/^-?[\d.]+$/.test(gold.latex.trim()) || !DECIMAL_COMMA.test(predNormalized))
+    return null;
+  return parseNode(predNormalized.replace(',', '.'));
+}
+
 /** Longest gold answer read whole when it is not a solution (no box, no "answer is"). */
 const MAX_WHOLE_GOLD = 300;
 
@@ -125,20 +145,45 @@ function verifyChoice(gold: string, goldLetter: string, prediction: string, choi
   };
 }
 
+/** The time limit an option set asks for; throws on a bad value. */
+export function timeLimitOf(opts: VerifyOptions, fallback = DEFAULT_TIME_LIMIT_MS): number {
+  const ms = opts.timeLimitMs ?? fallback;
+  if (!(Number.isFinite(ms) && ms > 0)) {
+    throw new Error(`verify: timeLimitMs must be a positive number of milliseconds, got ${opts.timeLimitMs}`);
+  }
+  return ms;
+}
+
 /**
- * Is `prediction` (a full completion or a bare answer) mathematically equal to `gold`?
+ * Is `prediction` (a full completion or a bare answer) mathematically equal to `gold`? Runs in a worker thread
+ * with a hard time limit (`opts.timeLimitMs`, default 2000 ms); bad arguments throw here, in the caller.
  * @example verify('\\frac{1}{2}', 'so the answer is $\\boxed{0.5}$').equal // true
  * @example verify('\\frac{1}{2^{99}}', '\\frac{1}{2^{98}}').equal // false
  */
 export function verify(gold: string, prediction: string, opts: VerifyOptions = {}): Verdict {
   checkInputs(gold, prediction);
+  compareOptions(opts);
+  return verifyBounded(gold, prediction, opts, timeLimitOf(opts));
+}
+
+/**
+ * The verification itself, in the calling thread and with no time limit: only for the reward's worker threads
+ * (worker.ts), which are terminated from outside when they overrun. Everything else calls `verify` or the pool.
+ */
+export function verifyInProcess(goldRaw: string, predictionRaw: string, opts: VerifyOptions = {}): Verdict {
+  checkInputs(goldRaw, predictionRaw);
   const co = compareOptions(opts);
+  const gold = foldUnicodeDigits(goldRaw);
+  const prediction = foldUnicodeDigits(predictionRaw);
   const ex = { targets: opts.targets };
   const g = extractGold(gold, opts);
   const goldText = g?.text ?? null;
   const choices = opts.choices ?? DEFAULT_CHOICES;
   const letter = goldText !== null && g?.kind !== 'boxed_set' ? choiceLetter(goldText, choices) : null;
-  if (letter !== null) return verifyChoice(goldText!, letter, prediction, choices);
+  if (letter !== null) {
+    const allowed = opts.choices ?? choicesUpTo(letter);
+    return verifyChoice(goldText!, letter, prediction, allowed);
+  }
   if (g === null) return { equal: false, reason: 'no gold answer found', gold: null, extracted: null };
   const p = extractAnswer(prediction, ex);
   if (p === null)
@@ -163,7 +208,7 @@ export function verify(gold: string, prediction: string, opts: VerifyOptions = {
     return { equal: true, reason: 'identical after normalisation', ...base };
   }
   const gn = answerNode(g, opts);
-  const pn = answerNode(p, opts);
+  const pn = decimalCommaReading(gn, np) ?? answerNode(p, opts);
   const equal = nodesEqual(gn, pn, co);
   return { equal, reason: `${equal ? 'equal' : 'not equal'} (${gn.t} vs ${pn.t})`, ...base };
 }
@@ -171,5 +216,5 @@ export function verify(gold: string, prediction: string, opts: VerifyOptions = {
 /** Loads the CAS and runs one verification, so the first real case is fast (workers call this at start). */
 export function warmUp(): void {
   casEngine();
-  verify('\\frac{1}{2}+x', '0.5+x');
+  verifyInProcess('\\frac{1}{2}+x', '0.5+x');
 }

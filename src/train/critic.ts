@@ -11,6 +11,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { isTrainableParam as isTrainable, type TrainablePart } from '../model/trainable.js';
 import { ValueModel } from '../model/value.js';
 import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard } from './optim.js';
 import {
@@ -24,7 +25,7 @@ import {
 import type { TrainRows } from './rollout.js';
 import { constant, type Schedule } from './schedule.js';
 import { optimizerTensors } from './state.js';
-import { accumulateGrads, isTrainable, type TrainablePart } from './trainer.js';
+import { accumulateGrads } from './trainer.js';
 
 /** Critic hyperparameters (ppo_config.ts `critic` fields). */
 export interface CriticSettings {

@@ -3,7 +3,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { behaviorRates } from '../analysis/behaviors.js';
 import type { JsonlLogger, StepRecord } from '../util/log.js';
-import type { Group, UpdateResult } from './grpo_step.js';
+import { mean as meanOf } from '../util/stats.js';
+import type { Group, PolicyUpdate } from './grpo_step.js';
 
 /** One JSONL line per RL step. */
 export interface GrpoStepRecord extends StepRecord {
@@ -38,7 +39,7 @@ export interface GrpoStepRecord extends StepRecord {
 }
 
 /** Mean of xs (0 when empty). */
-export const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+const mean = (xs: number[]): number => meanOf(xs, 0);
 const std = (xs: number[]): number => {
   const m = mean(xs);
   return Math.sqrt(mean(xs.map((x) => (x - m) ** 2)));
@@ -67,7 +68,7 @@ export interface StepInputs {
   step: number;
   lr: number;
   entropyCoef: number;
-  upd: UpdateResult | null;
+  upd: PolicyUpdate | null;
   rs: ReturnType<typeof rolloutStats>;
   dropped: number;
   refills: number;

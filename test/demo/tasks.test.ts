@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { detectBehaviors } from '../../src/analysis/behaviors.js';
 import { MessagesRow } from '../../src/data/dataset.js';
 import { descriptionItems } from '../../src/demo/eval.js';
+import { gradeDemo } from '../../src/demo/grade.js';
 import {
   makeVisualProblems,
   mixDemoJsonl,
@@ -16,8 +17,6 @@ import {
   answerClass,
   CAPTION_PROMPT,
   describeScene,
-  gradeDemo,
-  lastBoxed,
   makeProblems,
   type Problem,
   presenceQuery,
@@ -26,6 +25,7 @@ import {
   splitOf,
   tally,
 } from '../../src/demo/tasks.js';
+import { lastBoxed } from '../../src/reward/extract.js';
 import { blobs, readDigit, readImage, shapeOf } from './pixels.js';
 
 const ORZ = /^<think> [^<>]+ <\/think> <answer> \\boxed\{[a-z0-9]+\} <\/answer>$/;
@@ -68,7 +68,7 @@ describe('makeProblems', () => {
     );
     for (const p of ps) {
       expect(p.target, p.id).toMatch(ORZ);
-      expect(lastBoxed(p.target)).toBe(p.answer);
+      expect(lastBoxed(p.target)?.text).toBe(p.answer);
       expect(gradeDemo(p.target, p.answer)).toBe(1);
       expect(p.textPrompt).toBe(`${p.description} ${p.question}`);
       expect(p.target.startsWith(`<think> ${p.description} `)).toBe(true);

@@ -4,10 +4,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Qwen2_5_VLConfig } from '../../src/model/config.js';
 import type { Params } from '../../src/model/layers.js';
+import { chunkedLogSumExp } from '../../src/model/lm_head.js';
 import {
   causalLmLoss,
   causalLmLossFromHidden,
-  chunkedLogSumExp,
   shiftLabels,
   tokenLogprobs,
   tokenLogprobsFromHidden,

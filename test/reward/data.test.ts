@@ -14,7 +14,7 @@ const load = (p: string): any[] =>
     .map((l) => JSON.parse(l));
 
 describe('reward_cases/dev.jsonl', () => {
-  it('accuracy >= 97% with zero false positives', () => {
+  it('accuracy >= 99% with zero false positives', () => {
     const rows = load('data/reward_cases/dev.jsonl');
     const cats = new Map<string, { n: number; fp: number; fn: number }>();
     const misses: string[] = [];
@@ -43,7 +43,7 @@ describe('reward_cases/dev.jsonl', () => {
     console.log(lines.join('\n'));
     console.log(`misses:\n  ${misses.join('\n  ')}`);
     expect(fp).toBe(0);
-    expect(acc).toBeGreaterThanOrEqual(0.97);
+    expect(acc).toBeGreaterThanOrEqual(0.99);
   });
 });
 

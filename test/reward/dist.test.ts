@@ -34,7 +34,10 @@ describe('worker file resolution', () => {
       const a = await pool.verify('\\\\frac12', 'so $\\\\boxed{0.5}$');
       const b = await pool.verify('1', '\\\\boxed{\\\\sum_{k=1}^{999}\\\\sum_{j=1}^{999} \\\\sin(jk)}');
       await pool.close();
-      console.log(JSON.stringify({ src: String(workerSource().src), a: a.equal, b: b.timedOut === true }));`;
+      const { verify } = await import(${JSON.stringify(path.join(out, 'verify.js'))});
+      const c = verify('\\\\frac12', '\\\\boxed{0.5}').equal;
+      const d = verify('1', '\\\\boxed{\\\\sum_{k=1}^{999}\\\\sum_{j=1}^{999} \\\\sin(jk)}', { timeLimitMs: 500 }).timedOut === true;
+      console.log(JSON.stringify({ src: String(workerSource().src), a: a.equal, b: b.timedOut === true, c, d }));`;
     const env = { ...process.env, NODE_OPTIONS: '' };
     const res = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
       cwd: ROOT,
@@ -45,5 +48,7 @@ describe('worker file resolution', () => {
     expect(got.src).toMatch(/worker\.js$/);
     expect(got.a).toBe(true);
     expect(got.b).toBe(true); // the time limit works from dist too, and the process exits after close()
+    expect(got.c).toBe(true); // the synchronous runner behind verify() starts from dist
+    expect(got.d).toBe(true); // and enforces its limit there (the unref'd worker does not keep node alive)
   });
 });

@@ -36,11 +36,14 @@ describe('ovr-train grade', () => {
       .split('\n')
       .map((l) => JSON.parse(l));
     expect(verdicts).toHaveLength(232);
-    expect(Object.keys(verdicts[0]).sort()).toEqual(['extracted', 'id', 'reason', 'verdict']);
+    // The fields --help promises (timedOut only on a timeout).
+    expect(Object.keys(verdicts[0]).sort()).toEqual(['extracted', 'id', 'ms', 'reason', 'verdict']);
+    for (const v of verdicts) expect(v.ms).toBeGreaterThanOrEqual(0);
+    expect(verdicts.every((v) => v.ms < 2000)).toBe(true);
     expect(cap.lines[0]).toMatch(/^graded 232: \d+ equal, \d+ not equal, 0 timeouts/);
     const acc = /accuracy ([\d.]+)% .* false positives (\d+), false negatives (\d+)/.exec(cap.lines[1]);
     expect(acc).not.toBeNull();
-    expect(Number(acc![1])).toBeGreaterThanOrEqual(97);
+    expect(Number(acc![1])).toBeGreaterThanOrEqual(99);
     expect(Number(acc![2])).toBe(0);
     expect(cap.lines.some((l) => l.startsWith('tuple_set_list'))).toBe(true);
   });

@@ -9,7 +9,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { loadModelSpec, trainGrpo } from '../../src/train/grpo.js';
+import { loadModel } from '../../src/model/load.js';
+import { trainGrpo } from '../../src/train/grpo.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import type { RewardFunction } from '../../src/train/rollout.js';
 import { readStepLog } from '../../src/util/log.js';
@@ -108,7 +109,7 @@ describe('PPO toy run (advantage gae, tiny model, CPU via wasm)', () => {
     const { outDir, train } = await setup('resume');
     await initBackend({ backend: BACKEND, log: () => {} });
     const run = async (dir: string, over: Record<string, unknown>) => {
-      const m = await loadModelSpec('tiny', 3);
+      const m = await loadModel('tiny', { seed: 3 });
       try {
         return (
           await trainGrpo(cfgOf(dir, train, { steps: 2, saveEvery: 1, ...over }), {
