@@ -2,6 +2,7 @@
 // [--out DIR]`. The OVR pipeline in miniature (src/demo/pipeline.ts): base-model captioning (stage 0), text-only SFT
 // cold start, then GRPO on images, evals,
 // checkpoints, logs, charts and an HTML report in a run folder. Fully offline.
+import path from 'node:path';
 import { z } from 'zod';
 import { BACKEND_NAMES } from '../backend/index.js';
 import { type DemoOptions, demoDefaults } from '../demo/options.js';
@@ -42,6 +43,18 @@ export const DemoArgs = z
       .describe(`task kinds, comma-separated, of ${TASK_KINDS.join(',')} (default count,compare)`),
     rlLr: z.number().positive().optional().describe('RL learning rate (default 1e-4)'),
     sftLr: z.number().positive().optional().describe('stage-1 SFT learning rate (default 3e-3)'),
+    rlAlgo: z
+      .enum(['grpo', 'ppo'])
+      .default('grpo')
+      .describe(
+        "stage-2 RL: 'grpo' (group-normalised rewards) or 'ppo' (learned critic + GAE, the paper's setting)",
+      ),
+    judgeUrl: z
+      .string()
+      .url()
+      .optional()
+      .describe('OpenAI-compatible endpoint for the behaviour-transfer table (default: the offline lexicon)'),
+    judgeModel: z.string().min(1).optional().describe('judge model name (with --judge-url)'),
   })
   .strict();
 
@@ -59,6 +72,11 @@ export function demoOptions(a: DemoArgsT): DemoOptions {
   if (a.rlLr) o.rl.lr = a.rlLr;
   if (a.sftLr) o.sft.lr = a.sftLr;
   if (a.backend) o.backend = a.backend;
+  o.rl.advantage = a.rlAlgo === 'ppo' ? 'gae' : 'group';
+  if (a.judgeUrl) {
+    if (!a.judgeModel) throw new Error('ovr-train demo: --judge-url needs --judge-model');
+    o.judge = { url: a.judgeUrl, model: a.judgeModel, cacheDir: path.join(o.out, 'judge-cache') };
+  }
   return o;
 }
 

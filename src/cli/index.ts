@@ -47,6 +47,17 @@ const COMMANDS: Record<string, Command> = {
     summary: 'serve a model for rollouts (SGLang /generate, OpenAI /v1/completions + /v1/chat/completions)',
     load: async () => (await import('./serve.js')).serveCommand,
   },
+  ppo: {
+    summary: 'PPO with a learned critic and GAE (the OVR/ORZ RL setting): grpo --advantage gae',
+    load: async () => {
+      const { grpoCommand } = await import('./grpo.js');
+      return (argv) => grpoCommand(['--advantage', 'gae', ...argv]);
+    },
+  },
+  average: {
+    summary: "uniform or weighted average of checkpoints or LoRA adapters (the paper's final model)",
+    load: async () => (await import('./average.js')).averageCommand,
+  },
   grpo: {
     summary: 'GRPO RL with the verifiable math reward (ORZ/DAPO style), rollouts.jsonl + per-step log',
     load: async () => (await import('./grpo.js')).grpoCommand,

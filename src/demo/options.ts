@@ -1,7 +1,9 @@
 // The demo's options (every knob, `demoDefaults(quick)` the tuned values), its summary and the summary's text.
 // Shared by the pipeline (demo/pipeline.ts) and the report (demo/report.ts).
+
 import { fileURLToPath } from 'node:url';
 import type { BackendRequest } from '../backend/index.js';
+import type { DemoJudge } from './btr.js';
 import type { CaptionEvalResult } from './eval.js';
 import type { TaskKind } from './tasks.js';
 
@@ -26,6 +28,9 @@ export interface GrpoStageOptions {
   maxNewTokens: number;
   /** 'all' trains the vision tower too (the default: the model must learn to see). */
   trainable: 'all' | 'lm';
+  /** 'group': GRPO; 'gae': PPO with a learned critic (the paper's setting), critic lr = criticLr. */
+  advantage: 'group' | 'gae';
+  criticLr: number;
 }
 
 /** Every knob of the demo; `demoDefaults(quick)` gives the tuned values. */
@@ -65,6 +70,8 @@ export interface DemoOptions {
   evalEvery: number;
   evalSubset: number;
   maxNewTokens: number;
+  /** LLM judge for the behaviour-transfer table (default: the offline lexicon). */
+  judge?: DemoJudge;
 }
 
 /**
@@ -120,6 +127,9 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
       temperature: 0.7,
       maxNewTokens,
       trainable: 'all',
+      advantage: 'group',
+      // ORZ/OVR run the critic at 5x the policy lr (5e-6 vs 1e-6)
+      criticLr: 5e-4,
     },
     rlPool: quick ? 16 : 400,
     evalCount: quick ? 4 : 64,
@@ -144,6 +154,11 @@ export interface DemoSummary {
   coldStartImageAccuracy: number;
   coldStartTextAccuracy: number;
   rlImageAccuracy: number;
+  /** 'grpo' or 'ppo' (advantage gae). */
+  rlAlgorithm: 'grpo' | 'ppo';
+  /** BTR per stage and behaviour pair (CBR_v, CBR_l, BTR; null where undefined), see demo/btr.ts. */
+  btr: Record<string, unknown>[];
+  btrScorer: 'lexicon' | 'judge';
   report: string;
 }
 
@@ -160,7 +175,7 @@ export function formatSummary(s: DemoSummary): string {
     `  captioning loss (base model)     ${f(s.pretrainLossStart)} -> ${f(s.pretrainLossEnd)}`,
     `  held-out caption item accuracy   base ${f(s.captionItemAccuracy.base)}, cold start ${f(s.captionItemAccuracy.coldStart)}, after RL ${f(s.captionItemAccuracy.rl)}`,
     `  SFT loss (text cold start)      ${f(s.sftLossStart)} -> ${f(s.sftLossEnd)}`,
-    `  RL reward (first/last fifth)     ${f(s.rewardStart)} -> ${f(s.rewardEnd)}`,
+    `  RL (${s.rlAlgorithm}) reward (first/last fifth) ${f(s.rewardStart)} -> ${f(s.rewardEnd)}`,
     `  held-out image accuracy          cold start ${f(s.coldStartImageAccuracy)} -> after RL ${f(s.rlImageAccuracy)}`,
     `  held-out text accuracy (cold)    ${f(s.coldStartTextAccuracy)}`,
     `  report: ${s.report}`,

@@ -19,6 +19,7 @@ import { GrpoConfig } from '../train/grpo_config.js';
 import { trainSft } from '../train/sft.js';
 import { readStepLog } from '../util/log.js';
 import { mean } from '../util/stats.js';
+import { demoBtr } from './btr.js';
 import { DEMO_RESPONSE_PREFIX, type DemoEvalResult, demoTokenizer, evalCaptions, evalDemo } from './eval.js';
 import { demoReward } from './grade.js';
 import { type DemoOptions, type DemoSummary, fmtCaption, formatSummary } from './options.js';
@@ -123,6 +124,8 @@ async function grpoStage(c: Ctx, train: string, evalFile: string): Promise<GrpoS
     temperature: o.rl.temperature,
     maxResponseLen: o.rl.maxNewTokens,
     trainable: o.rl.trainable,
+    advantage: o.rl.advantage,
+    critic: { lr: o.rl.criticLr, warmupSteps: 0, updateSteps: 4 },
     evalEvery: o.evalEvery,
     data: { train, eval: evalFile, responsePrefix: DEMO_RESPONSE_PREFIX },
     reward: { workers: 0 },
@@ -158,6 +161,7 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   const pretrain = await sftStage(c, 'pretrain', path.join(data, 'pretrain.jsonl'));
   await saveCheckpoint(path.join(o.out, 'checkpoints', 'base'), model, ct);
   const baseCaptions = await captions();
+  const baseEvals = { image: await evalImages(), text: await evalDemo(model, evalSet, 'text', ct, evalOpts) };
   await writeJsonl(path.join(o.out, 'eval', 'base_captions.jsonl'), baseCaptions.rows);
   say(`base model: held-out captions ${fmtCaption(baseCaptions)}`);
 
@@ -174,7 +178,7 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   );
 
   say(
-    `stage 2: GRPO on images (${o.rl.steps} steps x ${o.rl.batchSize} prompts x ${o.rl.groupSize} samples)`,
+    `stage 2: ${o.rl.advantage === 'gae' ? 'PPO (critic + GAE)' : 'GRPO'} on images (${o.rl.steps} steps x ${o.rl.batchSize} prompts x ${o.rl.groupSize} samples)`,
   );
   const rl = await grpoStage(c, path.join(data, 'rl.jsonl'), path.join(data, 'eval_subset.jsonl'));
   await saveCheckpoint(path.join(o.out, 'checkpoints', 'rl'), model, ct);
@@ -182,6 +186,17 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
   await writeJsonl(path.join(o.out, 'eval', 'rl_image.jsonl'), after.rows);
   const rlCaptions = await captions();
   await writeJsonl(path.join(o.out, 'eval', 'rl_captions.jsonl'), rlCaptions.rows);
+  const rlText = await evalDemo(model, evalSet, 'text', ct, evalOpts);
+  const btr = await demoBtr(
+    o.out,
+    [
+      { stage: 'base', ...baseEvals },
+      { stage: 'cold start', image: cold, text: coldText },
+      { stage: 'RL', image: after, text: rlText },
+    ],
+    o.judge,
+  );
+  if (btr.judgeReport) say(btr.judgeReport);
   const subsetAcc = (r: DemoEvalResult) => mean(r.rows.slice(0, o.evalSubset).map((x) => x.reward));
   const evalCurve: [number, number][] = [
     [0, subsetAcc(cold)],
@@ -210,6 +225,14 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
     coldStartImageAccuracy: cold.accuracy,
     coldStartTextAccuracy: coldText.accuracy,
     rlImageAccuracy: after.accuracy,
+    rlAlgorithm: o.rl.advantage === 'gae' ? 'ppo' : 'grpo',
+    btr: btr.rows.map((r) => ({
+      stage: r.stage,
+      ...Object.fromEntries(
+        r.pairs.map((p) => [p.label, { cbrV: p.cbrV.rate, cbrL: p.cbrL.rate, btr: p.btr }]),
+      ),
+    })),
+    btrScorer: btr.scorer,
     report: '',
   };
   summary.report = await writeDemoReport(o, summary, {
@@ -221,6 +244,7 @@ async function stages(c: Ctx, t0: number): Promise<DemoSummary> {
     cold,
     coldText,
     after,
+    btr,
   });
   await writeFile(path.join(o.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   say(formatSummary(summary));

@@ -8,6 +8,7 @@ import { findBoxes } from '../reward/extract.js';
 import type { GrpoStepRecord } from '../train/grpo.js';
 import type { StepRecord } from '../util/log.js';
 import { mean } from '../util/stats.js';
+import { btrTable, type DemoBtr } from './btr.js';
 import type { CaptionEvalResult, DemoEvalResult } from './eval.js';
 import { normalizeAnswer } from './grade.js';
 import type { DemoOptions, DemoSummary } from './options.js';
@@ -52,6 +53,7 @@ export type Curves = {
   cold: DemoEvalResult;
   coldText: DemoEvalResult;
   after: DemoEvalResult;
+  btr: DemoBtr;
 };
 
 async function demoCharts(c: Curves): Promise<{ name: string; png: Buffer }[]> {
@@ -138,7 +140,7 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
       'stage 0 captioning loss start -> end': `${s.pretrainLossStart.toFixed(3)} -> ${s.pretrainLossEnd.toFixed(3)}`,
       'held-out caption item accuracy, base model': s.captionItemAccuracy.base,
       'SFT loss start -> end': `${s.sftLossStart.toFixed(3)} -> ${s.sftLossEnd.toFixed(3)}`,
-      'RL reward first -> last fifth': `${s.rewardStart.toFixed(3)} -> ${s.rewardEnd.toFixed(3)}`,
+      [`RL (${s.rlAlgorithm}) reward first -> last fifth`]: `${s.rewardStart.toFixed(3)} -> ${s.rewardEnd.toFixed(3)}`,
       'held-out image accuracy, cold start': s.coldStartImageAccuracy,
       'held-out image accuracy, after RL': s.rlImageAccuracy,
       'held-out text accuracy, cold start': s.coldStartTextAccuracy,
@@ -146,6 +148,7 @@ export async function writeDemoReport(o: DemoOptions, s: DemoSummary, c: Curves)
     },
     charts: await demoCharts(c),
     tables: [
+      btrTable(c.btr),
       {
         name: 'Held-out accuracy by task, and the share of replies that end in a \\boxed{} answer at all',
         columns: ['model', 'input', ...TASK_KINDS, 'all', 'boxed'],

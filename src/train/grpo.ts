@@ -28,6 +28,7 @@ import { createEngine, type RolloutEngine } from '../rollout/index.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
+import type { Critic } from './critic.js';
 import { GrpoConfig } from './grpo_config.js';
 import {
   asGenerateResult,
@@ -41,6 +42,7 @@ import { type GrpoStepRecord, logRollouts, rolloutStats, stepRecord } from './gr
 import { groupAdvantages } from './grpo_math.js';
 import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
 import { setupAdapter } from './lora.js';
+import { createCritic, ppoCriticStep, ppoRecordFields, ppoTargets } from './ppo.js';
 import {
   type EncodedPrompt,
   encodePrompt,
@@ -96,6 +98,8 @@ export interface GrpoResult {
 
 /** Everything a run keeps between steps. */
 interface RunContext extends PolicyState {
+  /** The learned critic when advantage is 'gae' (PPO), else null. */
+  critic: Critic | null;
   prompts: PromptExample[];
   stream: PromptStream;
   deps: GrpoDeps;
@@ -265,7 +269,10 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
   run.log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
   run.rollLog = new JsonlLogger(path.join(cfg.outDir, 'rollouts.jsonl'));
   if (deps.progress !== null) run.bar = new ProgressBar(total, deps.progress ?? process.stderr);
+  // The critic starts from the policy's initial weights; a resume then restores both from the checkpoint.
+  const critic = createCritic(cfg, model);
   const trainer = new Trainer({
+    writeExtra: critic ? (d) => critic.save(d).then(() => undefined) : undefined,
     model,
     config: cfg,
     totalSteps: total,
@@ -276,6 +283,7 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
   });
   const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
   const state = resumeDir ? await trainer.resume(resumeDir) : undefined;
+  if (resumeDir) await critic?.resume(resumeDir);
   const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);
   const pool =
     !deps.rewardFn && cfg.reward.workers > 0 ? new VerifierPool({ threads: cfg.reward.workers }) : null;
@@ -302,6 +310,7 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
     rollLog,
     engine,
     sync,
+    critic,
   };
   return { ctx, total };
 }
@@ -351,6 +360,7 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
     run.log?.close();
     run.rollLog?.close();
     ctx?.trainer.dispose();
+    ctx?.critic?.dispose();
     await ctx?.pool?.close();
     await ctx?.engine.close();
     if (ctx?.ref && !deps.refModel && ctx.ref !== ctx.model) ctx.ref.dispose();
@@ -374,7 +384,9 @@ async function rlStep(ctx: RunContext, step: number, evalPrompts: PromptExample[
   const { all, kept, nulls, refills, dropped, version } = await collectGroups(ctx, step, times);
   const t1 = performance.now();
   const lr = trainer.schedule(step);
+  const ppo = ctx.critic && kept.length ? await ppoTargets(ctx.critic, kept, cfg, ctx.tok.special.pad) : null;
   const upd = kept.length > 0 ? await updatePolicy(ctx, kept, lr) : null;
+  const crit = ctx.critic && ppo ? await ppoCriticStep(ctx.critic, ppo, step) : null;
   const timeUpdateMs = performance.now() - t1;
   const synced = await ctx.sync.afterStep(ctx.model, step + 1);
   const rec = stepRecord({
@@ -395,6 +407,7 @@ async function rlStep(ctx: RunContext, step: number, evalPrompts: PromptExample[
   if (evalPrompts.length && (step + 1) % cfg.evalEvery === 0)
     rec.evalReward = await evaluate(ctx, evalPrompts);
   logRollouts(ctx.rollLog, step + 1, all);
+  if (ppo && crit) Object.assign(rec, ppoRecordFields(ppo, crit));
   trainer.endStep(rec);
   return rec;
 }

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { PROMPT_TEMPLATES } from '../data/templates.js';
 import { RolloutConfig } from '../rollout/config.js';
 import { type CommonTrainConfig, checkCommonTrainFields, commonTrainFields } from './config.js';
+import { ppoFields } from './ppo_config.js';
 
 /** Answer formats the math reward understands (see reward module): ORZ tags, \boxed{}, or anything it can extract. */
 export const REWARD_FORMATS = ['orz', 'boxed', 'any'] as const;
@@ -195,6 +196,7 @@ export const GrpoConfig = z
     rollout: RolloutConfig.prefault({}).describe(
       'Rollout engine (nested: --rollout.engine sglang --rollout.url http://127.0.0.1:30000); docs/scaling.md',
     ),
+    ...ppoFields,
   })
   .strict()
   .superRefine((c, ctx) => {

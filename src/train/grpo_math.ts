@@ -138,7 +138,7 @@ export interface PolicyLossInputs {
   logprobs: tf.Tensor;
   /** log-probs under the rollout policy (constant). [N, T] */
   oldLogprobs: tf.Tensor;
-  /** One advantage per completion. [N] */
+  /** One advantage per completion [N] (GRPO), or one per token [N, T] (PPO with a critic, GAE). */
   advantages: tf.Tensor;
   /** 1 on completion tokens to train (incl. EOS), 0 on padding. [N, T] */
   mask: tf.Tensor;
@@ -191,8 +191,12 @@ function checkInputs(x: PolicyLossInputs): void {
     throw new Error(`clippedPolicyLoss: logprobs must be [N, T], got [${x.logprobs.shape}]`);
   assertSameShape(x.oldLogprobs, x.logprobs, 'oldLogprobs', 'logprobs');
   assertSameShape(x.mask, x.logprobs, 'mask', 'logprobs');
-  if (x.advantages.rank !== 1 || x.advantages.shape[0] !== x.logprobs.shape[0]) {
-    throw new Error(`advantages must be [N] = [${x.logprobs.shape[0]}], got [${x.advantages.shape}]`);
+  const perToken = x.advantages.rank === 2;
+  if (perToken) assertSameShape(x.advantages, x.logprobs, 'advantages', 'logprobs');
+  else if (x.advantages.rank !== 1 || x.advantages.shape[0] !== x.logprobs.shape[0]) {
+    throw new Error(
+      `advantages must be [N] = [${x.logprobs.shape[0]}] or [N, T] = [${x.logprobs.shape}], got [${x.advantages.shape}]`,
+    );
   }
   if ((x.klCoef ?? 0) > 0 && !x.refLogprobs)
     throw new Error('klCoef > 0 needs refLogprobs (load the reference model)');
@@ -254,7 +258,8 @@ export function clippedPolicyLoss(x: PolicyLossInputs): { loss: tf.Scalar; stats
   const hi = x.clipHigh ?? 0.2;
   return tf.tidy(() => {
     const m = tf.cast(x.mask, 'float32');
-    const adv = tf.reshape(tf.cast(x.advantages, 'float32'), [-1, 1]); // [N, 1]
+    const a = tf.cast(x.advantages, 'float32');
+    const adv = a.rank === 2 ? a : tf.reshape(a, [-1, 1]); // [N, T] or [N, 1]
     const logRatio = tf.sub(x.logprobs, x.oldLogprobs);
     const ratio = tf.exp(logRatio);
     const unclipped = tf.mul(ratio, adv);

@@ -71,6 +71,8 @@ export function completionLogprobs(
 export interface MicroBatch {
   rows: TrainRows;
   advantages: number[];
+  /** Per-token advantages [n][<= Tc] (PPO with GAE); padded with 0 to [n, Tc] for the loss. */
+  tokenAdvantages?: number[][];
   /** Rollout-policy log-probs [n, Tc]; undefined = on-policy (stop-gradient of the current ones). */
   oldLogprobs?: tf.Tensor2D;
   refLogprobs?: tf.Tensor2D;
@@ -121,7 +123,9 @@ export function policyLossClosure(
     const out = clippedPolicyLoss({
       logprobs,
       oldLogprobs: mb.oldLogprobs ?? stopGradient(logprobs),
-      advantages: tf.tensor1d(mb.advantages),
+      advantages: mb.tokenAdvantages
+        ? tf.tensor2d(mb.rows.mask.map((m, i) => m.map((_, t) => mb.tokenAdvantages![i][t] ?? 0)))
+        : tf.tensor1d(mb.advantages),
       mask: tf.tensor2d(mb.rows.mask),
       clipLow: s.clipLow,
       clipHigh: s.clipHigh,
@@ -188,6 +192,8 @@ export interface Group {
   finish: ('stop' | 'length')[];
   rewards: number[];
   advantages: number[];
+  /** Per-token advantages (advantage 'gae': GAE from the critic), used by the loss instead of `advantages`. */
+  tokenAdvantages?: number[][];
   dropped: boolean;
 }
 
@@ -222,7 +228,7 @@ function planUpdate(cfg: GrpoConfig, groups: Group[], padId: number): MicroBatch
   for (let m = 0; m < groups.length; m += perMini) {
     const rows = groups
       .slice(m, m + perMini)
-      .flatMap((g) => g.tokens.map((t, j) => ({ g, t, a: g.advantages[j] })));
+      .flatMap((g) => g.tokens.map((t, j) => ({ g, t, a: g.advantages[j], ta: g.tokenAdvantages?.[j] })));
     const micro: MicroBatch[] = [];
     for (let i = 0; i < rows.length; i += cfg.batchSize) {
       const part = rows.slice(i, i + cfg.batchSize);
@@ -233,6 +239,7 @@ function planUpdate(cfg: GrpoConfig, groups: Group[], padId: number): MicroBatch
           padId,
         ),
         advantages: part.map((r) => r.a),
+        tokenAdvantages: part.every((r) => r.ta) ? part.map((r) => r.ta as number[]) : undefined,
       });
     }
     minis.push(micro);

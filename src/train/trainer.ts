@@ -124,6 +124,8 @@ export interface TrainerOptions {
   schedule?: Schedule;
   /** Monotonic clock in ms (tests). */
   now?: () => number;
+  /** Writes more files into each checkpoint before it is committed (e.g. the PPO critic, train/critic.ts). */
+  writeExtra?: (dir: string) => Promise<void>;
   /** More JSONL logs of the run (e.g. GRPO's rollouts.jsonl) that a resume truncates back to its step. */
   stepLogs?: string[];
   /** Info lines (e.g. the settings a resume was allowed to change); default console.error. */
@@ -309,7 +311,10 @@ export class Trainer {
       },
       {
         // a LoRA run saves its PEFT adapter (the base stays the run's model), a full run every weight
-        writeWeights: (d) => saveTrainedWeights(d, model),
+        writeWeights: async (d) => {
+          await saveTrainedWeights(d, model);
+          await this.o.writeExtra?.(d);
+        },
         keepLast: config.keepLast,
       },
     );
