@@ -13,6 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { checkConfigKeys } from './config_keys.js';
 
 /** Normalised vision tower config (HF `Qwen2_5_VLVisionConfig` names). */
 export interface VisionConfig {
@@ -255,24 +256,36 @@ function flattenLayout(json: Obj): { flat: Obj; ropeKey: string } {
   return { flat: merged, ropeKey: rope.ropeKey };
 }
 
+const warned = new Set<string>();
+/** Prints each config warning once per process (a config is parsed again at every checkpoint load). */
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.error(`warning: ${message}`);
+}
+
 function formatIssues(issues: readonly { path: PropertyKey[]; message: string }[]): string {
   return issues
-    .map((i) => `  - ${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
+    .map((i) => `  - ${i.path.length ? `${i.path.map(String).join('.')}: ` : ''}${i.message}`)
     .join('\n');
 }
 
 /**
  * Parses a Qwen2.5-VL config.json (Hub flat layout, or nested `text_config` + `rope_parameters`) into the normalised
- * shape. Unknown keys are dropped; inconsistent configs throw one error listing every problem and how to fix it.
+ * shape. Inconsistent configs and misspelt keys (see config_keys.ts) throw one error listing every problem and how
+ * to fix it; other unknown keys are reported through `warn` (default: once per process on stderr) and dropped.
  * @example
  * const cfg = parseConfig(JSON.parse(await readFile('models/tiny/config.json', 'utf8')));
  * headDim(cfg); // 16
  */
-export function parseConfig(json: unknown, source = 'config'): Qwen2_5_VLConfig {
+export function parseConfig(json: unknown, source = 'config', warn = warnOnce): Qwen2_5_VLConfig {
   if (!isObj(json))
     throw new Error(
       `${source}: a Qwen2.5-VL config must be a JSON object, got ${json === null ? 'null' : typeof json}`,
     );
+  const keys = checkConfigKeys(json);
+  for (const w of keys.warnings) warn(`${source}: ${w}`);
+  const keyIssues = keys.errors.map((message) => ({ path: [] as PropertyKey[], message }));
   let flat: Obj;
   let ropeKey: string;
   try {
@@ -285,8 +298,10 @@ export function parseConfig(json: unknown, source = 'config'): Qwen2_5_VLConfig 
     const issues = r.error.issues.map((i) =>
       i.path[0] === 'mrope_section' && i.code !== 'custom' ? { ...i, path: [ropeKey, ...i.path] } : i,
     );
-    throw new Error(`${source}: invalid Qwen2.5-VL config:\n${formatIssues(issues)}`);
+    throw new Error(`${source}: invalid Qwen2.5-VL config:\n${formatIssues([...keyIssues, ...issues])}`);
   }
+  if (keyIssues.length > 0)
+    throw new Error(`${source}: invalid Qwen2.5-VL config:\n${formatIssues(keyIssues)}`);
   return r.data;
 }
 
