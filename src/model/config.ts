@@ -10,9 +10,10 @@
 //           fullatt_block_indexes [7,15,23,31], tokens_per_second 4, hidden_act "silu".
 // Shape-defining fields (sizes, layer/head counts, vocab_size, mrope_section, vision depth/sizes/out_hidden_size) are REQUIRED:
 // the class defaults (an 8192-wide 80-layer text model, a 3584-wide vision tower, V=152064) are never what a file meant.
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { readJsonFile } from '../io/files.js';
+import { runFolderHint } from '../io/run_folder.js';
 import { checkConfigKeys } from './config_keys.js';
 
 /** Normalised vision tower config (HF `Qwen2_5_VLVisionConfig` names). */
@@ -311,17 +312,11 @@ export function parseConfig(json: unknown, source = 'config', warn = warnOnce): 
  */
 export async function loadConfig(dir: string): Promise<Qwen2_5_VLConfig> {
   const file = dir.endsWith('.json') ? dir : path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read model config ${file}: ${(e as Error).message}`);
-  }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = await readJsonFile(file, 'model config');
   } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`${(e as Error).message}${file === dir ? '' : runFolderHint(dir)}`);
   }
   return parseConfig(json, file);
 }

@@ -3,6 +3,7 @@
 // is exactly what a log must show) are written as the strings "NaN", "Infinity", "-Infinity", which plain JSON lacks.
 import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { writeError } from '../io/files.js';
 
 /** One log line. `step` is required; the trainers add their own fields. */
 export interface StepRecord {
@@ -40,8 +41,12 @@ export class JsonlLogger {
     readonly file: string,
     private readonly opts: { timestamps?: boolean } = {},
   ) {
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    this.fd = openSync(file, 'a');
+    try {
+      mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      this.fd = openSync(file, 'a');
+    } catch (e) {
+      throw writeError(e, file, 'the JSONL log');
+    }
   }
 
   /** Writes one line; adds `time` (ms since epoch) unless constructed with `timestamps: false`. */
@@ -50,7 +55,11 @@ export class JsonlLogger {
     if (!Number.isInteger(record.step))
       throw new Error(`JsonlLogger: step must be an integer, got ${record.step}`);
     const line = this.opts.timestamps === false ? record : { ...record, time: Date.now() };
-    writeSync(this.fd, `${JSON.stringify(line, encode)}\n`);
+    try {
+      writeSync(this.fd, `${JSON.stringify(line, encode)}\n`);
+    } catch (e) {
+      throw writeError(e, this.file, `log line of step ${record.step}`);
+    }
   }
 
   close(): void {
