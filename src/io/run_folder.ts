@@ -1,8 +1,10 @@
-// Run-folder layout knowledge for messages: which `checkpoint-<step>` folders a run folder holds, a hint when a run
-// folder is given where a checkpoint folder is expected, and the advice for a damaged latest checkpoint. The layout is
+// Run folders: the one entry for commands that write one (lock + refuse a fresh run into a used folder), which
+// `checkpoint-<step>` folders a run folder holds, a hint when a run folder is given where a checkpoint folder is
+// expected, and the advice for a damaged latest checkpoint. The layout is
 // the one train/state.ts writes (HF Trainer style: runDir/checkpoint-00000010/train_state.json).
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { acquireRunLock, LOCK_FILE, type RunLock } from './run_lock.js';
 
 /** A checkpoint folder name: `checkpoint-<step>`. */
 export const CHECKPOINT_RE = /^checkpoint-(\d+)$/;
@@ -72,4 +74,60 @@ export function damagedCheckpointError(checkpointDir: string, cause: unknown): E
   );
   err.cause = cause;
   return err;
+}
+
+/** Options of {@link openRunFolder}. */
+export interface OpenRunFolderOptions {
+  /** What holds the lock, e.g. 'ovr-train sft'. */
+  command: string;
+  /** The run continues what is in the folder (a resume): existing contents are expected. */
+  resume?: boolean;
+  /** Existing outputs may be replaced (e.g. `eval --overwrite`). */
+  overwrite?: boolean;
+  /** How to proceed when the folder already holds a run, e.g. "pass --resume latest to continue it". */
+  fix: string;
+}
+
+/** A short description of what a run folder holds (log lines, checkpoints, other files). */
+export function describeRunFolder(dir: string, names: string[]): string {
+  const parts: string[] = [];
+  const cks = names.filter((n) => CHECKPOINT_RE.test(n)).sort();
+  for (const log of ['log.jsonl', 'rollouts.jsonl']) {
+    if (!names.includes(log)) continue;
+    let lines = 0;
+    try {
+      lines = readFileSync(path.join(dir, log), 'utf8')
+        .split('\n')
+        .filter((l) => l.trim()).length;
+    } catch {
+      // unreadable: named without a count
+    }
+    parts.push(`${log} (${lines} lines)`);
+  }
+  if (cks.length === 1) parts.push(cks[0]);
+  if (cks.length > 1) parts.push(`${cks.length} checkpoints ${cks[0]}..${cks[cks.length - 1]}`);
+  const rest = names.filter((n) => !CHECKPOINT_RE.test(n) && n !== 'log.jsonl' && n !== 'rollouts.jsonl');
+  if (rest.length > 0)
+    parts.push(
+      rest.length > 4 ? `${rest.slice(0, 4).join(', ')} and ${rest.length - 4} more` : rest.join(', '),
+    );
+  return parts.join(', ');
+}
+
+/**
+ * The one entry to a run folder for every command that writes one (sft, grpo, demo, eval --out): takes the folder's
+ * lock (refusing a folder another live run writes, naming its pid), then refuses a fresh run into a folder that
+ * already holds files, before anything is written (never appends to an old log, never half-overwrites). Returns the
+ * lock; release it when the run ends (it is also released at exit).
+ * @example const lock = openRunFolder(cfg.outDir, { command: 'ovr-train sft', resume: !!cfg.resume, fix: 'pass --resume latest to continue it' });
+ */
+export function openRunFolder(dir: string, o: OpenRunFolderOptions): RunLock {
+  const lock = acquireRunLock(dir, o.command);
+  if (o.resume || o.overwrite) return lock;
+  const names = readdirSync(dir).filter((n) => n !== LOCK_FILE && !n.startsWith(`${LOCK_FILE}.`));
+  if (names.length > 0) {
+    lock.release();
+    throw new Error(`${dir} already holds a run (${describeRunFolder(dir, names)}): ${o.fix}`);
+  }
+  return lock;
 }

@@ -10,7 +10,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadWeights } from '../../src/io/checkpoint.js';
 import { parseJsonLines, parseJsonText, readJsonFile, stripBom, writeError } from '../../src/io/files.js';
-import { checkpointsIn, damagedCheckpointError, runFolderHint } from '../../src/io/run_folder.js';
+import {
+  checkpointsIn,
+  damagedCheckpointError,
+  openRunFolder,
+  runFolderHint,
+} from '../../src/io/run_folder.js';
+import { LOCK_FILE } from '../../src/io/run_lock.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { loadConfig } from '../../src/model/config.js';
 import { JsonlLogger } from '../../src/util/log.js';
@@ -181,5 +187,28 @@ describe('run folders where a checkpoint is expected', () => {
     expect(e.message).toContain(`--resume ${path.join(run, 'checkpoint-00000020')}`);
     const only = damagedCheckpointError(path.join(run, 'checkpoint-00000010'), new Error('x'));
     expect(only.message).toContain('no earlier complete checkpoint');
+  });
+});
+
+describe('openRunFolder', () => {
+  const fix = 'pass --resume latest to continue it, or choose another --out-dir';
+  it('locks a new or empty folder', () => {
+    const dir = path.join(tmp(), 'new');
+    const lock = openRunFolder(dir, { command: 'ovr-train sft', fix });
+    expect(readdirSync(dir)).toEqual([LOCK_FILE]);
+    lock.release();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+  it('refuses a fresh run into a folder that holds a run, naming what is there, and writes nothing', () => {
+    const dir = tmp();
+    writeFileSync(path.join(dir, 'log.jsonl'), '{"step":1}\n{"step":2}\n');
+    mkdirSync(path.join(dir, 'checkpoint-00000002'));
+    writeFileSync(path.join(dir, 'training_config.json'), '{}');
+    expect(() => openRunFolder(dir, { command: 'ovr-train sft', fix })).toThrow(
+      `${dir} already holds a run (log.jsonl (2 lines), checkpoint-00000002, training_config.json): ${fix}`,
+    );
+    expect(readdirSync(dir).sort()).toEqual(['checkpoint-00000002', 'log.jsonl', 'training_config.json']);
+    openRunFolder(dir, { command: 'ovr-train sft', resume: true, fix }).release();
+    openRunFolder(dir, { command: 'ovr-train eval', overwrite: true, fix }).release();
   });
 });
