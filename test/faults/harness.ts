@@ -5,7 +5,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT } from '../helpers.js';
+import { fileURLToPath } from 'node:url';
+
+/** Project root (no test/helpers import: bench/robustness.ts uses this harness outside vitest). */
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** The CLI entry as an ES module source for `node --import tsx -e`. */
 const ENTRY = `import(${JSON.stringify(path.join(ROOT, 'src', 'cli', 'index.ts'))}).then((m) => m.runAndExit(process.argv.slice(1)));`;
