@@ -206,7 +206,7 @@ const CASES: Case[] = [
           },
         ]),
       );
-      return cli(sft(path.join(tmp, 'photo'), ['--data.format', 'chat'], data));
+      return cli(sft(path.join(tmp, 'photo'), ['--data.format', 'messages'], data));
     },
     good: (r) => r.code !== 0 && /photo\.jsonl:1/.test(r.err) && /--max-pixels/.test(r.err),
   },
@@ -235,7 +235,7 @@ const CASES: Case[] = [
           },
         ]),
       );
-      return cli(sft(path.join(tmp, 'huge'), ['--data.format', 'chat'], data));
+      return cli(sft(path.join(tmp, 'huge'), ['--data.format', 'messages'], data));
     },
     good: (r) => r.code !== 0 && /huge\.jsonl:1/.test(r.err) && /huge\.jpg/.test(r.err) && r.ms < 20_000,
   },

@@ -15,6 +15,7 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { writeError } from './files.js';
 
 /** Name of the lock file inside a run folder. */
 export const LOCK_FILE = '.ovr-run.lock';
@@ -129,7 +130,11 @@ export function acquireRunLock(dir: string, command: string): RunLock {
   const abs = path.resolve(dir);
   const mine = held.get(abs);
   if (mine) throw new Error(`run folder ${dir} is already locked by this process (${mine.info.command})`);
-  mkdirSync(abs, { recursive: true });
+  try {
+    mkdirSync(abs, { recursive: true });
+  } catch (e) {
+    throw writeError(e, abs, 'the run folder');
+  }
   const file = path.join(abs, LOCK_FILE);
   const info: LockInfo = {
     pid: process.pid,
@@ -144,7 +149,7 @@ export function acquireRunLock(dir: string, command: string): RunLock {
       fd = openSync(file, 'wx');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new Error(`cannot create the run lock ${file}: ${(e as Error).message}`);
+        throw writeError(e, file, 'the run lock');
       }
       const other = readLock(file);
       // An unreadable lock is one being written right now (or garbage): treat it as held unless it stays unreadable.
