@@ -1,7 +1,7 @@
 // JSONL step logger: one JSON object per line in the run dir (STYLE.md "Log JSONL per step").
 // Lines are appended synchronously, so a crash loses at most the line being written. Non-finite numbers (a NaN loss
 // is exactly what a log must show) are written as the strings "NaN", "Infinity", "-Infinity", which plain JSON lacks.
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { writeError } from '../io/files.js';
 
@@ -28,6 +28,17 @@ const decode = (_k: string, v: unknown): unknown =>
   typeof v === 'string' && v in NON_FINITE ? NON_FINITE[v] : v;
 
 /**
+ * Cuts a last line without its newline (a process killed mid-write leaves one), so the next line appended does not
+ * glue onto it. Whole lines are never touched.
+ */
+function dropTornTail(file: string): void {
+  if (!existsSync(file)) return;
+  const text = readFileSync(file);
+  if (text.length === 0 || text[text.length - 1] === 0x0a) return;
+  truncateSync(file, text.lastIndexOf(0x0a) + 1);
+}
+
+/**
  * Appends records as JSON lines to `file` (parent dirs are created).
  * @example
  * const log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
@@ -43,6 +54,7 @@ export class JsonlLogger {
   ) {
     try {
       mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      dropTornTail(file);
       this.fd = openSync(file, 'a');
     } catch (e) {
       throw writeError(e, file, 'the JSONL log');
