@@ -16,8 +16,11 @@ import { enableWasmThreads } from '../src/backend/wasm_threads.js';
 import { parseConfig } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
 import { Qwen2_5_VL } from '../src/model/qwen2_5_vl.js';
+import { selectTrainable } from '../src/model/trainable.js';
 import { visionForward } from '../src/model/vision.js';
-import { AdamW, clipCoefficient, globalNorm, type TensorMap } from '../src/train/optim.js';
+import { AdamW, globalNorm, type TensorMap } from '../src/train/optim.js';
+import { lossTokens } from '../src/train/sft.js';
+import { accumulateGrads, Trainer, type TrainerConfig } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import { forwardFlops, trainStepFlops } from './flops.js';
 import { aggregateKernels, type KernelRow } from './profile.js';
@@ -194,7 +197,12 @@ function wasmHeapBytes(): number | undefined {
   return tf.getBackend() === 'wasm' ? be.wasm?.HEAPU8?.length : undefined;
 }
 
-/** One SFT step factory: loss → grads (text params) → clip 1.0 → AdamW; returns the loss. */
+/**
+ * One SFT step, as `ovr-train sft` runs it: `Trainer.trainStep` over micro-batch closures of the trainer's loss
+ * (`model.loss`, the fused LM loss) with the whole step's label tokens as normaliser, clip 1.0, AdamW (text params).
+ * `withOptimizer` false (the `split` mode, when AdamW's moments do not fit beside the step): the same
+ * `accumulateGrads` + global norm the trainer runs, without the AdamW update.
+ */
 function makeSftStep(
   model: Qwen2_5_VL,
   ids: number[][],
@@ -204,51 +212,50 @@ function makeSftStep(
 ) {
   if (ids.length % micro !== 0)
     throw new Error(`--micro-batches ${micro} must divide the batch ${ids.length}`);
-  const vars = model.variables('text');
-  const named: Record<string, tf.Variable> = {};
-  const byVar = new Map<string, string>();
-  for (const [k, t] of Object.entries(model.params)) {
-    if (vars.includes(t as tf.Variable)) {
-      named[k] = t as tf.Variable;
-      byVar.set((t as tf.Variable).name, k);
-    }
-  }
-  const opt = withOptimizer ? new AdamW(named, { weightDecay: 0.01 }) : null;
+  const named = selectTrainable(model.params, 'lm');
+  const vars = Object.values(named);
+  const trainer = withOptimizer
+    ? new Trainer({ model, config: { ...BENCH_TRAIN, outDir: 'runs/bench' }, totalSteps: 1e9 })
+    : null;
   const last = vars[vars.length - 1];
   const losses: number[] = [];
   // Micro-batches: rows split into `micro` groups whose gradients are summed; each loss divides by the kept
   // tokens of the WHOLE batch (numItemsInBatch), so the summed gradient equals the full-batch one.
-  const kept = labels.reduce((n, r) => n + r.slice(1).filter((t) => t !== -100).length, 0);
+  const kept = lossTokens(labels);
   const rows = ids.length / micro;
+  const closures = Array.from({ length: micro }, (_, m) => () => {
+    const part = { inputIds: ids.slice(m * rows, (m + 1) * rows) };
+    return model.loss(part, labels.slice(m * rows, (m + 1) * rows), { numItemsInBatch: kept });
+  });
   const step = async (): Promise<void> => {
-    let acc: TensorMap | null = null;
-    let lossSum = 0;
-    for (let m = 0; m < micro; m++) {
-      const part = { inputIds: ids.slice(m * rows, (m + 1) * rows) };
-      const lab = labels.slice(m * rows, (m + 1) * rows);
-      const { value, grads } = tf.variableGrads(() => model.loss(part, lab, { numItemsInBatch: kept }), vars);
-      lossSum += (await value.data())[0];
-      value.dispose();
-      const prev: TensorMap | null = acc;
-      const next: TensorMap = {};
-      for (const [n, g] of Object.entries(grads)) {
-        const k = byVar.get(n) ?? n;
-        next[k] = prev ? tf.add(prev[k], g) : g;
-      }
-      if (prev) tf.dispose([...Object.values(prev), ...Object.values(grads)]);
-      acc = next;
+    if (trainer) {
+      losses.push((await trainer.trainStep(closures, { tokens: ids.flat().length })).loss);
+      await settle(last);
+      return;
     }
-    const grads = acc as TensorMap;
-    // Clip as the trainer does: torch's clip_grad_norm_ factor folded into AdamW's gradient read.
+    const { loss, grads } = accumulateGrads(closures, named);
     const norm = globalNorm(grads);
-    const gradScale = clipCoefficient((await norm.data())[0], 1.0);
-    opt?.step(grads, 1e-5, { gradScale });
-    losses.push(lossSum);
-    await settle(opt ? last : norm);
-    tf.dispose([norm, ...Object.values(grads)]);
+    losses.push((await loss.data())[0]);
+    await settle(norm);
+    tf.dispose([loss, norm, ...Object.values(grads)]);
   };
-  return { step, losses, named, dispose: () => opt?.dispose() };
+  return { step, losses, named, dispose: () => trainer?.dispose() };
 }
+
+/** The trainer settings of the bench step (no weight decay on norms/embedding, as AdamW's default rule). */
+const BENCH_TRAIN: Omit<TrainerConfig, 'outDir'> = {
+  lr: 1e-5,
+  minLrRatio: 1,
+  warmupSteps: 0,
+  weightDecay: 0.01,
+  betas: [0.9, 0.999],
+  eps: 1e-8,
+  maxGradNorm: 1,
+  trainable: 'lm',
+  keepLast: 1,
+  logEvery: 1e9,
+  maxConsecutiveNonFinite: 1e9,
+};
 
 /** 2-D matMul GFLOP/s at n (plain, no transposes), median of 5 after 2 warm-ups. */
 async function matmulGflops(n: number): Promise<number> {
@@ -426,7 +433,7 @@ export async function runModelBench(a: ModelBenchArgs): Promise<Record<string, u
 
 /** The model's trainable text parameters by name. */
 function textParams(model: Qwen2_5_VL): Record<string, tf.Variable> {
-  const vars = new Set(model.variables('text'));
+  const vars = new Set(model.variables('lm'));
   return Object.fromEntries(
     Object.entries(model.params).filter(([, t]) => vars.has(t as tf.Variable)),
   ) as Record<string, tf.Variable>;

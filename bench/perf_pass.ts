@@ -36,7 +36,7 @@ async function child(srcDir: string, B: number, T: number, repeats: number): Pro
   const { initBackend } = await import(`${abs}backend/index.js`);
   const { parseConfig } = await import(`${abs}model/config.js`);
   const { Qwen2_5_VL } = await import(`${abs}model/qwen2_5_vl.js`);
-  const { AdamW, clipByGlobalNorm } = await import(`${abs}train/optim.js`);
+  const { AdamW, clipCoefficient, globalNorm } = await import(`${abs}train/optim.js`);
   const { Rng } = await import(`${abs}util/rng.js`);
   await initBackend({ backend: 'wasm', wasmMaxBytes: Math.floor(3.85 * 2 ** 30), log: () => {} });
   const cfg = parseConfig(JSON.parse(readFileSync(CONFIG, 'utf8')));
@@ -45,7 +45,7 @@ async function child(srcDir: string, B: number, T: number, repeats: number): Pro
   const V = cfg.vocab_size;
   const ids = Array.from({ length: B }, () => Array.from({ length: T }, () => rng.int(V)));
   const labels = ids.map((r) => r.map((id, t) => (t < T / 4 ? -100 : id)));
-  const vars = model.variables('text') as import('@tensorflow/tfjs-core').Variable[];
+  const vars = model.variables('lm') as import('@tensorflow/tfjs-core').Variable[];
   const named: Record<string, import('@tensorflow/tfjs-core').Variable> = {};
   const byVar = new Map<string, string>();
   for (const [k, t] of Object.entries(model.params as Record<string, unknown>)) {
@@ -64,9 +64,9 @@ async function child(srcDir: string, B: number, T: number, repeats: number): Pro
     loss = (await value.data())[0];
     const keyed: Record<string, import('@tensorflow/tfjs-core').Tensor> = {};
     for (const [n, g] of Object.entries(grads)) keyed[byVar.get(n) ?? n] = g;
-    const clipped = clipByGlobalNorm(keyed, 1.0);
-    opt?.step(clipped.grads, 1e-5);
-    tf.dispose([value, clipped.norm, ...Object.values(keyed), ...Object.values(clipped.grads)]);
+    const norm = globalNorm(keyed);
+    opt?.step(keyed, 1e-5, { gradScale: clipCoefficient((await norm.data())[0], 1.0) });
+    tf.dispose([value, norm, ...Object.values(keyed)]);
   };
   await step(); // warm-up
   const stepMs: number[] = [];

@@ -14,7 +14,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeConfig, parseConfig } from '../src/model/config.js';
+import { parseConfig } from '../src/model/config.js';
+import { describeConfig } from '../src/model/params.js';
 import {
   type BenchResults,
   configTables,

@@ -4,6 +4,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+// Power-user names live under subpaths (ovr/demo here): the demo's scene renderer draws our picture.
+import { renderScene } from '../src/demo/index.js';
 import {
   defaultTokenizer,
   generate,
@@ -14,7 +16,6 @@ import {
   QWEN_REAL_VOCAB,
   Qwen2_5_VL,
   Rng,
-  renderScene,
   saveWeights,
 } from '../src/index.js';
 

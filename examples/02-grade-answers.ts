@@ -1,6 +1,7 @@
 // 02 — Grade answers: extraction, the math verifier, the ORZ reward, the demo reward and behaviour tags.
 // Run: npx tsx examples/02-grade-answers.ts   (fast; OVR_EXAMPLE_QUICK changes nothing here)
-import { detectBehaviors, extractAnswer, gradeDemo, mathReward, verify } from '../src/index.js';
+import { detectBehaviors } from '../src/analysis/index.js';
+import { extractAnswer, gradeDemo, mathReward, verify } from '../src/index.js';
 
 // 1. Pull the final answer out of a completion: the last \boxed{}, else an "answer is" phrase, else the last number.
 console.log(extractAnswer('... so the total is \\boxed{\\frac{3}{4}}.')); // { kind: 'boxed', text: '\\frac{3}{4}', ... }

@@ -4,9 +4,7 @@
 // one number per completion (or null = "no opinion", e.g. no gold answer).
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { GrpoConfig, initBackend, readStepLog } from '../src/index.js';
-import { trainGrpo } from '../src/train/grpo.js';
-import type { RewardFunction } from '../src/train/rollout.js';
+import { GrpoConfig, initBackend, type RewardFunction, readStepLog, trainGrpo } from '../src/index.js';
 
 const quick = process.env.OVR_EXAMPLE_QUICK === '1';
 const out = path.join('runs', 'examples', '04');

@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { BEHAVIORS, type Behavior, behaviorRates } from '../analysis/behaviors.js';
-import { ArgsError, helpText, type ParsedArgs, parseArgs } from './args.js';
+import { helpText } from './args.js';
+import { parseCommand } from './common.js';
 
 export type StepRates = { step: number | 'all'; n: number; rates: Record<Behavior, number> };
 
@@ -95,19 +96,9 @@ export async function behaviorsCommand(argv: string[]): Promise<number> {
     console.error(`ovr-train behaviors: the rollouts file comes first, got '${file}'\n\n${USAGE}`);
     return 2;
   }
-  let args: ParsedArgs<z.output<typeof BehaviorsArgs>>;
-  try {
-    args = parseArgs(BehaviorsArgs, rest, 'ovr-train behaviors ROLLOUTS.jsonl');
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(`ovr-train behaviors: ${e.message}`);
-    return 2;
-  }
-  if (args.kind === 'help') {
-    console.log(`${USAGE}\n\n${args.text}`);
-    return 0;
-  }
-  const { textField, stepField, json } = args.config;
+  const p = parseCommand(BehaviorsArgs, rest, 'ovr-train behaviors ROLLOUTS.jsonl', USAGE);
+  if ('exit' in p) return p.exit;
+  const { textField, stepField, json } = p.config as z.output<typeof BehaviorsArgs>;
   const text = await readFile(file, 'utf8').catch(() => {
     throw new Error(`ovr-train behaviors: cannot read '${file}'`);
   });

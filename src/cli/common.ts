@@ -1,8 +1,10 @@
-// Shared plumbing of the training CLIs (`ovr-train sft`, `ovr-train generate`, and the GRPO command): parse argv
-// against a zod schema once (defaults < --config file < flags), print help or a fix-it error, and pick the tfjs
-// backend. OVR_BACKEND is read here, at the CLI boundary, and nowhere in the library.
+// The one boundary every `ovr-train` command goes through: parse argv against the command's zod schema once
+// (defaults < --config file < flags), print help or a fix-it error, then (for commands that run a model) start the
+// tfjs backend: an explicit --backend wins, else OVR_BACKEND, else auto; initBackend prints one line saying what was
+// chosen, tagged with where the request came from. OVR_BACKEND is read here and nowhere in the library: library
+// functions (trainSft, trainGrpo, runDemo, ...) never choose a backend.
 import type { z } from 'zod';
-import { type BackendRequest, initBackend, ovrBackendFromEnv } from '../backend/index.js';
+import { type BackendInfo, type BackendRequest, initBackend, ovrBackendFromEnv } from '../backend/index.js';
 import { ArgsError, parseArgs } from './args.js';
 
 /** Parsed config, or the exit code to return (help printed: 0, bad arguments: 2). */
@@ -36,14 +38,42 @@ export function parseCommand<S extends z.ZodType>(
 }
 
 /**
- * Backend to start: an explicit flag wins; 'auto' defers to OVR_BACKEND (then initBackend's auto order).
- * @example await startBackend(cfg.backend, process.env);
+ * Starts the backend for a command: an explicit flag (not 'auto') wins, else OVR_BACKEND, else auto. Prints one
+ * line (initBackend's, naming the backend and why) tagged with the source of the request.
+ * @example const info = await startBackend(cfg.backend, process.env); // stderr: ovr backend: wasm (...) [OVR_BACKEND]
  */
 export async function startBackend(
-  flag: BackendRequest,
+  flag: BackendRequest | undefined,
   env: Record<string, string | undefined>,
-): Promise<string> {
-  const request = flag === 'auto' ? ovrBackendFromEnv(env) : flag;
-  const info = await initBackend({ backend: request });
-  return info.name;
+): Promise<BackendInfo> {
+  const explicit = flag !== undefined && flag !== 'auto';
+  const request = explicit ? flag : ovrBackendFromEnv(env);
+  const source = explicit ? '--backend' : env.OVR_BACKEND?.trim() ? 'OVR_BACKEND' : 'default';
+  return initBackend({ backend: request, log: (line) => console.error(`${line} [${source}]`) });
+}
+
+/**
+ * The boundary in one call: parse, then start the backend named by `backendOf(config)` (flag or OVR_BACKEND).
+ * @example
+ * const p = await startCommand(GrpoConfig, argv, 'ovr-train grpo', ABOUT, (c) => c.backend);
+ * if ('exit' in p) return p.exit;
+ */
+export async function startCommand<S extends z.ZodType>(
+  schema: S,
+  argv: string[],
+  prog: string,
+  summary: string,
+  backendOf: (config: z.output<S>) => BackendRequest | undefined,
+  env: Record<string, string | undefined> = process.env,
+): Promise<{ config: Readonly<z.output<S>>; backend: BackendInfo } | { exit: number }> {
+  const p = parseCommand(schema, argv, prog, summary);
+  if ('exit' in p) return p;
+  let backend: BackendInfo;
+  try {
+    backend = await startBackend(backendOf(p.config as z.output<S>), env);
+  } catch (e) {
+    console.error(`${prog}: ${(e as Error).message}`);
+    return { exit: 2 };
+  }
+  return { config: p.config, backend };
 }

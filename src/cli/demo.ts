@@ -3,10 +3,10 @@
 // cold start, then GRPO on images, evals,
 // checkpoints, logs, charts and an HTML report in a run folder. Fully offline.
 import { z } from 'zod';
-import { BACKEND_NAMES, initBackend, ovrBackendFromEnv } from '../backend/index.js';
+import { BACKEND_NAMES } from '../backend/index.js';
 import { type DemoOptions, demoDefaults, runDemo } from '../demo/pipeline.js';
 import { TASK_KINDS } from '../demo/tasks.js';
-import { ArgsError, parseArgs } from './args.js';
+import { startCommand } from './common.js';
 
 /** Flags of `ovr-train demo`; unset numbers fall back to the tuned defaults of `demoDefaults(quick)`. */
 export const DemoArgs = z
@@ -69,21 +69,10 @@ const USAGE =
 
 /** CLI entry; returns the exit code. */
 export async function demoCommand(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parseArgs<typeof DemoArgs>>;
-  try {
-    args = parseArgs(DemoArgs, argv, 'ovr-train demo');
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(`ovr-train demo: ${e.message}`);
-    return 2;
-  }
-  if (args.kind === 'help') {
-    console.log(`${USAGE}\n\n${args.text}`);
-    return 0;
-  }
-  const o = demoOptions(args.config);
-  o.backend = args.config.backend ?? ovrBackendFromEnv(process.env);
-  await initBackend({ backend: o.backend });
+  const p = await startCommand(DemoArgs, argv, 'ovr-train demo', USAGE, (c) => c.backend);
+  if ('exit' in p) return p.exit;
+  const o = demoOptions(p.config as z.output<typeof DemoArgs>);
+  o.backend = p.backend.name;
   await runDemo(o);
   return 0;
 }

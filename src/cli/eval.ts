@@ -5,14 +5,14 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { BACKEND_NAMES, initBackend, ovrBackendFromEnv } from '../backend/index.js';
+import { BACKEND_NAMES } from '../backend/index.js';
 import { COMPACT_VOCAB_FILE } from '../data/compact_vocab.js';
 import { PROMPT_TEMPLATES } from '../data/templates.js';
 import { defaultTokenizer, loadTokenizer } from '../data/tokenizer.js';
 import { readEvalItems } from '../eval/data.js';
 import { type Breakdown, type EvalSummary, runEval, summarizeRecords } from '../eval/harness.js';
-import { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
-import { ArgsError, parseArgs } from './args.js';
+import { loadModel } from '../model/load.js';
+import { startCommand } from './common.js';
 
 export const EvalArgs = z
   .object({
@@ -92,7 +92,7 @@ export async function evalRun(
   const tok = existsSync(path.join(a.model, 'tokenizer.json'))
     ? await loadTokenizer(a.model)
     : await defaultTokenizer();
-  const model = await Qwen2_5_VL.load(a.model);
+  const model = await loadModel(a.model, { seed: a.seed ?? 0 });
   const out = a.out ?? `runs/eval-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   try {
     const records = await runEval(model, tok, items, {
@@ -125,19 +125,9 @@ export async function evalRun(
 
 /** CLI entry; returns the exit code. */
 export async function evalCommand(argv: string[]): Promise<number> {
-  let args: ReturnType<typeof parseArgs<typeof EvalArgs>>;
-  try {
-    args = parseArgs(EvalArgs, argv, 'ovr-train eval');
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(`ovr-train eval: ${e.message}`);
-    return 2;
-  }
-  if (args.kind === 'help') {
-    console.log(`Evaluate a model on a math benchmark JSONL.\n\n${args.text}`);
-    return 0;
-  }
-  await initBackend({ backend: args.config.backend ?? ovrBackendFromEnv(process.env) });
-  await evalRun(args.config);
+  const summary = 'Evaluate a model on a math benchmark JSONL.';
+  const p = await startCommand(EvalArgs, argv, 'ovr-train eval', summary, (c) => c.backend);
+  if ('exit' in p) return p.exit;
+  await evalRun(p.config as z.output<typeof EvalArgs>);
   return 0;
 }

@@ -10,12 +10,12 @@ import { PATCH_DIM } from '../data/image.js';
 import { processor } from '../data/processor.js';
 import { defaultTokenizer, loadTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
+import { loadModel } from '../model/load.js';
 import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB } from '../model/sampling.js';
 import { BACKENDS } from '../train/config.js';
-import { loadModelSpec } from '../train/sft.js';
 import { Rng } from '../util/rng.js';
-import { parseCommand, startBackend } from './common.js';
+import { startCommand } from './common.js';
 
 /** Flags of `ovr-train generate`. */
 export const GenerateArgs = z
@@ -142,11 +142,10 @@ const SUMMARY =
  * @example await generateCommand(['--model', 'runs/sft/checkpoint-00000010', '--prompt', 'Hi', '--greedy']);
  */
 export async function generateCommand(argv: string[]): Promise<number> {
-  const p = parseCommand(GenerateArgs, argv, 'ovr-train generate', SUMMARY);
+  const p = await startCommand(GenerateArgs, argv, 'ovr-train generate', SUMMARY, (c) => c.backend);
   if ('exit' in p) return p.exit;
   const a = p.config as GenerateArgs;
-  await startBackend(a.backend, process.env);
-  const [model, tok] = await Promise.all([loadModelSpec(a.model, a.seed), pickTokenizer(a)]);
+  const [model, tok] = await Promise.all([loadModel(a.model, { seed: a.seed }), pickTokenizer(a)]);
   try {
     const out = await runGenerate(model, tok, a);
     if (a.json) console.log(JSON.stringify(out));

@@ -2,7 +2,7 @@
 // Flags follow GrpoConfig (kebab-case, nested with dots: --data.train, --reward.format); precedence is
 // defaults < --config file < flags. `--help` lists every field with its description and default.
 import { GrpoConfig } from '../train/grpo_config.js';
-import { ArgsError, type ParsedArgs, parseArgs } from './args.js';
+import { startCommand } from './common.js';
 
 const PROG = 'ovr-train grpo';
 
@@ -15,20 +15,10 @@ const ABOUT = [
 
 /** CLI entry: parses flags, trains, prints where the run went; returns the exit code. */
 export async function grpoCommand(argv: string[]): Promise<number> {
-  let args: ParsedArgs<GrpoConfig>;
-  try {
-    args = parseArgs(GrpoConfig, argv, PROG);
-  } catch (e) {
-    if (!(e instanceof ArgsError)) throw e;
-    console.error(`${PROG}: ${e.message}\n(run '${PROG} --help' for every flag)`);
-    return 2;
-  }
-  if (args.kind === 'help') {
-    console.log(`${ABOUT}\n\n${args.text}`);
-    return 0;
-  }
+  const p = await startCommand(GrpoConfig, argv, PROG, ABOUT, (c) => c.backend);
+  if ('exit' in p) return p.exit;
   const { trainGrpo } = await import('../train/grpo.js');
-  const res = await trainGrpo(args.config);
+  const res = await trainGrpo(p.config as GrpoConfig);
   const last = res.records.at(-1);
   const summary = last
     ? `reward ${last.rewardMean.toFixed(3)}, accuracy ${last.accuracy.toFixed(3)}, response length ${last.responseLenMean.toFixed(1)}`

@@ -2,7 +2,7 @@
 // Parses once (defaults < file < flags), starts the backend, runs trainSft and prints a one-line JSON summary.
 import { SftConfig } from '../train/config.js';
 import { trainSft } from '../train/sft.js';
-import { parseCommand, startBackend } from './common.js';
+import { startCommand } from './common.js';
 
 const SUMMARY =
   'Supervised fine-tuning of Qwen2.5-VL on JSONL chat rows (or question/solution rows), loss on assistant tokens only.\n' +
@@ -14,10 +14,10 @@ const SUMMARY =
  * @example await sftCommand(['--config', 'run.json', '--lr', '3e-5']);
  */
 export async function sftCommand(argv: string[]): Promise<number> {
-  const p = parseCommand(SftConfig, argv, 'ovr-train sft', SUMMARY);
+  const p = await startCommand(SftConfig, argv, 'ovr-train sft', SUMMARY, (c) => c.backend);
   if ('exit' in p) return p.exit;
   const cfg = p.config as SftConfig;
-  const backend = await startBackend(cfg.backend, process.env);
+  const backend = p.backend.name;
   const r = await trainSft(cfg);
   const last = r.losses[r.losses.length - 1];
   console.log(

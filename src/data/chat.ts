@@ -6,11 +6,9 @@
 // rendering the conversation prefix, which this template extends without changing) mapped to token byte
 // offsets from one tokenisation of the whole text; nothing is re-tokenised piecewise.
 import { Template } from '@huggingface/jinja';
+import { IGNORE_INDEX } from '../model/loss.js';
 import type { ImageInput } from './image.js';
 import type { QwenTokenizer } from './tokenizer.js';
-
-/** Label value of positions that carry no loss (PyTorch `ignore_index`). */
-export const IGNORE_INDEX = -100;
 
 export type ContentPart =
   /**

@@ -3,10 +3,10 @@
 // (spec §2, §5, §7). Outputs are plain arrays; model code turns them into tensors.
 //
 // Shape legend: B samples, T padded length, N image patch rows (all images, sample by sample), 1176 = C·tp·P·P.
+import { IGNORE_INDEX } from '../model/loss.js';
 import {
   type ChatMessage,
   expandImagePads,
-  IGNORE_INDEX,
   inlineImages,
   type RenderOptions,
   renderChatWithSpans,

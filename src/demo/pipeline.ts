@@ -6,15 +6,15 @@
 //
 // Follows the paper's recipe (Open Vision Reasoner, arXiv 2507.05255) at toy scale. Both stages are the library
 // trainers, given the demo model and the demo's CompactTokenizer (data/compact_vocab.ts) through their deps.
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type BackendRequest, initBackend } from '../backend/index.js';
+import type { BackendRequest } from '../backend/index.js';
 import type { CompactTokenizer } from '../data/compact_vocab.js';
 import { defaultTokenizer } from '../data/tokenizer.js';
-import { saveWeights } from '../io/checkpoint.js';
-import { loadConfig, parseConfig, type Qwen2_5_VLConfig } from '../model/config.js';
-import { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { loadModel } from '../model/load.js';
+import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { saveWeights } from '../model/weights.js';
 import { SftConfig } from '../train/config.js';
 import { type GrpoStepRecord, trainGrpo } from '../train/grpo.js';
 import { GrpoConfig } from '../train/grpo_config.js';
@@ -70,7 +70,7 @@ export const demoReward: RewardFunction = (completions, ctx) =>
 export interface DemoOptions {
   out: string;
   seed: number;
-  /** tfjs backend request handed to both trainers (they call initBackend, which is idempotent). */
+  /** tfjs backend the caller started (recorded in options.json and both trainers' configs; never started here). */
   backend: BackendRequest;
   /** Model config: a folder with config.json or a .json file. */
   modelConfig: string;
@@ -167,13 +167,6 @@ export function demoDefaults(quick: boolean, seed = 0): DemoOptions {
   };
 }
 
-async function readModelConfig(file: string): Promise<Qwen2_5_VLConfig> {
-  const st = await stat(file).catch(() => null);
-  if (!st)
-    throw new Error(`--model-config ${file} does not exist; pass a folder with config.json or a .json file`);
-  return st.isDirectory() ? loadConfig(file) : parseConfig(JSON.parse(await readFile(file, 'utf8')), file);
-}
-
 /** Saves weights (F32, exact) + the compact vocabulary: a folder `Qwen2_5_VL.load` and `CompactTokenizer.load` read. */
 async function saveCheckpoint(dir: string, model: Qwen2_5_VL, ct: CompactTokenizer): Promise<void> {
   await saveWeights(dir, model.params, model.config, { dtype: 'F32' });
@@ -219,14 +212,13 @@ type Ctx = { o: DemoOptions; model: Qwen2_5_VL; ct: CompactTokenizer; say: Say }
  */
 export async function runDemo(o: DemoOptions, say: Say = console.log): Promise<DemoSummary> {
   const t0 = performance.now();
-  await initBackend({ backend: o.backend, log: () => {} });
   await mkdir(o.out, { recursive: true });
   await writeFile(path.join(o.out, 'options.json'), `${JSON.stringify(o, null, 2)}\n`);
-  const cfg = await readModelConfig(o.modelConfig);
-  const ct = demoTokenizer(await defaultTokenizer(), cfg.vocab_size);
-  ct.checkConfig(cfg);
-  const model = Qwen2_5_VL.init(cfg, o.seed);
+  // random init of the config (a folder's weights are never read: the demo trains from scratch)
+  const model = await loadModel(o.modelConfig, { seed: o.seed, weights: false });
   try {
+    const ct = demoTokenizer(await defaultTokenizer(), model.config.vocab_size);
+    ct.checkConfig(model.config);
     return await stages({ o, model, ct, say }, t0);
   } finally {
     model.dispose();

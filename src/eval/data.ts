@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseJsonLines } from '../io/files.js';
+import { scalarText } from '../data/rows.js';
 
 export type EvalFormat = 'math500' | 'mathvision' | 'mathverse';
 
@@ -26,8 +27,8 @@ export interface EvalItem {
 
 type Row = Record<string, unknown>;
 
-const str = (v: unknown): string | undefined =>
-  typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined;
+/** A scalar field as text: the one row parser's rule (data/rows.ts), so eval reads golds as SFT and GRPO do. */
+const str = scalarText;
 
 /** MATH-Vision `choices` are letters or option texts; the gold is always a letter then. */
 function choiceLetters(choices: unknown): string[] | undefined {
@@ -48,7 +49,8 @@ function withOptions(question: string, choices: unknown): string {
  */
 export function toItem(row: Row, where: string, dir: string): EvalItem {
   const answer = str(row.answer);
-  if (answer === undefined) throw new Error(`${where}: row has no 'answer' field (string or number)`);
+  if (answer === undefined)
+    throw new Error(`${where}: row has no 'answer' field (a string, number or boolean)`);
   const subject = str(row.subject) ?? 'all';
   const level = str(row.level) ?? 'all';
   if (typeof row.problem === 'string') {

@@ -1,13 +1,11 @@
-// Qwen2.5-VL weights <-> tfjs Variables: load (strict, one tensor at a time), save (HF layout), random init.
-// Mirrors HF `from_pretrained`/`save_pretrained` for Qwen2_5_VLForConditionalGeneration: legacy Hub names
-// (`model.*`, `visual.*`, `lm_head.*`), the >= 4.52 names (`model.language_model.*`, `model.visual.*`) accepted on load,
-// tied `lm_head.weight` absent, and `_init_weights` (N(0, 0.02) Linear/Conv/Embedding weights, zero biases, unit norms).
-// Spec: ../shared/spec/qwen2_5_vl.md §6.
+// HF-layout weight checkpoints <-> tfjs Variables, given the expected names and shapes: load (strict, one tensor at a
+// time), save (legacy names, sorted, single file or shards, plus config.json). Knows no model: model/weights.ts passes
+// Qwen2.5-VL's shapes and Hub config. Mirrors HF `from_pretrained`/`save_pretrained`: legacy Hub names (`model.*`,
+// `visual.*`, `lm_head.*`), the >= 4.52 names (`model.language_model.*`, `model.visual.*`) accepted on load, tied
+// `lm_head.weight` absent. Spec: ../shared/spec/qwen2_5_vl.md §6.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { paramShapes, type Qwen2_5_VLConfig, toHubConfig } from '../model/config.js';
-import { Rng } from '../util/rng.js';
 import { withWriteContext } from './files.js';
 import {
   type HostTensor,
@@ -132,25 +130,27 @@ async function checkTiedHead(
   }
 }
 
+/** What a checkpoint must hold: legacy name -> shape, and whether the LM head is tied to the embedding. */
+export interface WeightLayout {
+  shapes: Map<string, number[]>;
+  tied: boolean;
+}
+
 /**
  * Loads a checkpoint folder / file / sharded index into float32 Variables keyed by legacy HF names, one tensor at a time.
  * Strict by default: one error lists every missing, unexpected and mis-shaped key.
- * @example
- * const cfg = await loadConfig('models/qwen2.5-vl-3b');
- * const params = await loadWeights('models/qwen2.5-vl-3b', cfg);
- * params['model.norm.weight'].shape; // [2048]
- * disposeWeights(params);
+ * @example const params = await readWeights('ckpt', { shapes: paramShapes(cfg), tied: cfg.tie_word_embeddings });
  */
-export async function loadWeights(
+export async function readWeights(
   dir: string,
-  cfg: Qwen2_5_VLConfig,
+  layout: WeightLayout,
   opts: LoadWeightsOptions = {},
 ): Promise<Weights> {
   const ck = await SafetensorsCheckpoint.open(dir);
   const out: Weights = {};
   try {
     const present = new Map(ck.names.map((n) => [n, ck.info(n)!]));
-    const plan = planLoad(paramShapes(cfg), present, cfg.tie_word_embeddings, opts.strict ?? true);
+    const plan = planLoad(layout.shapes, present, layout.tied, opts.strict ?? true);
     if (plan.problems.length > 0) {
       throw new Error(`${ck.source}: checkpoint does not match the config:\n  ${plan.problems.join('\n  ')}`);
     }
@@ -177,21 +177,19 @@ export function disposeWeights(params: Record<string, tf.Tensor>): void {
   for (const v of Object.values(params)) v.dispose();
 }
 
-/** Alias of LoadWeightsOptions (model/qwen2_5_vl.ts imports this name). */
-export type LoadOptions = LoadWeightsOptions;
-
 export type SaveWeightsOptions = { dtype?: 'BF16' | 'F32'; maxShardBytes?: number };
 
 /**
  * Writes `params` in HF layout (legacy names, sorted, `model.safetensors` or shards + index) plus `config.json`
- * (Hub flat layout, `torch_dtype` bfloat16/float32). Every expected param must be present with the right shape.
- * Tensors are read one at a time with `await t.data()` (works on webgpu).
- * @example await saveWeights('out/ckpt', params, cfg, { dtype: 'BF16', maxShardBytes: 5e9 });
+ * (`hubConfig(torch_dtype)`). Every expected param must be present with the right shape. Tensors are read one at a
+ * time with `await t.data()` (works on webgpu).
+ * @example await writeWeights('out/ckpt', params, layout, (d) => toHubConfig(cfg, d), { dtype: 'BF16' });
  */
-export async function saveWeights(
+export async function writeWeights(
   dir: string,
   params: Record<string, tf.Tensor>,
-  cfg: Qwen2_5_VLConfig,
+  layout: WeightLayout,
+  hubConfig: (torchDtype: 'bfloat16' | 'float32') => Record<string, unknown>,
   opts: SaveWeightsOptions = {},
 ): Promise<string[]> {
   const byLegacy = new Map<string, tf.Tensor>();
@@ -200,7 +198,7 @@ export async function saveWeights(
     if (t.isDisposed) throw new Error(`saveWeights: param ${k} is disposed`);
     present.set(k, { shape: t.shape, dtype: t.dtype === 'float32' ? 'F32' : 'I32' });
   }
-  const plan = planLoad(paramShapes(cfg), present, cfg.tie_word_embeddings, true);
+  const plan = planLoad(layout.shapes, present, layout.tied, true);
   if (plan.problems.length > 0)
     throw new Error(`saveWeights: params do not match the config:\n  ${plan.problems.join('\n  ')}`);
   for (const [legacy, key] of plan.load) byLegacy.set(legacy, params[key]);
@@ -212,39 +210,10 @@ export async function saveWeights(
   }));
   const dtype = opts.dtype ?? 'BF16';
   const files = await writeSafetensorsDir(dir, sources, { dtype, maxShardBytes: opts.maxShardBytes });
-  const hub = toHubConfig(cfg, dtype === 'BF16' ? 'bfloat16' : 'float32');
+  const hub = hubConfig(dtype === 'BF16' ? 'bfloat16' : 'float32');
   const cfgFile = path.join(dir, 'config.json');
   await withWriteContext(cfgFile, 'model config', () =>
     writeFile(cfgFile, `${JSON.stringify(hub, null, 2)}\n`),
   );
   return [...files, 'config.json'];
-}
-
-/** Which HF `_init_weights` rule applies to a legacy param name. */
-export function initKind(name: string): 'normal' | 'zeros' | 'ones' {
-  if (name.endsWith('.bias')) return 'zeros';
-  if (/(norm1|norm2|ln_q|layernorm|model\.norm)\.weight$/.test(name)) return 'ones';
-  return 'normal';
-}
-
-/**
- * Random init as HF `_init_weights`: Linear / Conv3d / Embedding weights ~ N(0, 0.02), biases 0, RMSNorm weights 1.
- * Each param draws from its own stream `Rng(seed).split('init').split(name)`, so values do not depend on param order.
- * @example const params = initWeights(parseConfig(json), 0);
- */
-export function initWeights(cfg: Qwen2_5_VLConfig, seed?: number, std = 0.02): Weights {
-  const root = new Rng(seed ?? 0).split('init');
-  const out: Weights = {};
-  for (const [name, shape] of paramShapes(cfg)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    const kind = initKind(name);
-    if (kind === 'ones') data.fill(1);
-    if (kind === 'normal') {
-      const rng = root.split(name);
-      for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
-    }
-    out[name] = variableFrom({ dtype: 'float32', shape, data });
-  }
-  return out;
 }

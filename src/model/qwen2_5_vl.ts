@@ -20,15 +20,18 @@
 // Packed training rows (several sequences per row, no cache) pass `segmentIds`: the mask becomes block-diagonal
 // per sequence and positions restart per sequence, so the row computes what its sequences compute alone.
 import * as tf from '@tensorflow/tfjs-core';
-import { initWeights, type LoadWeightsOptions, loadWeights } from '../io/checkpoint.js';
+import type { LoadWeightsOptions } from '../io/checkpoint.js';
 import { causalMask, packedCausalMask } from './attention.js';
 import { loadConfig, type Qwen2_5_VLConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import type { Params } from './layers.js';
 import { causalLmLossFromHidden, type LossOptions, tokenLogprobsFromHidden } from './loss.js';
+import { initWeights } from './params.js';
 import { getRopeIndex, packedRopeIndex } from './rope.js';
 import { embedInputs, lmLogits, ropeTables, textForward } from './text.js';
+import { selectTrainable, type TrainablePart } from './trainable.js';
 import { type Trace, visionForward } from './vision.js';
+import { loadWeights } from './weights.js';
 
 /** Model inputs. Ids/masks given as tensors are read with `arraySync` (cpu/wasm); pass arrays on webgpu. */
 export interface ModelInputs {
@@ -196,12 +199,9 @@ export class Qwen2_5_VL {
     );
   }
 
-  /** Trainable variables: all, or only the language model (`visual.*` frozen) / only the vision tower. */
-  variables(which: 'all' | 'text' | 'vision' = 'all'): tf.Variable[] {
-    const keep = (k: string): boolean => which === 'all' || (which === 'vision') === k.startsWith('visual.');
-    return Object.entries(this.params)
-      .filter(([k, t]) => keep(k) && t instanceof tf.Variable)
-      .map(([, t]) => t as tf.Variable);
+  /** Trainable variables of one part ({@link TRAINABLE_PARTS}: 'all', 'lm', 'vision', 'lm+merger'). */
+  variables(part: TrainablePart = 'all'): tf.Variable[] {
+    return Object.values(selectTrainable(this.params, part));
   }
 
   /** Frees every parameter. */

@@ -13,6 +13,8 @@ import { applyRotary, duplicatedCosSin, ropeInvFreq, visionRotaryAngles } from '
 
 /** The vision RMSNorm eps is hard-coded in HF (not read from the config). */
 export const VISION_EPS = 1e-6;
+/** Width of one `pixelValues` row: C·tp·P·P = 3·2·14·14 (Qwen2.5-VL's processor: RGB, 2 frames, 14-pixel patches). */
+export const PATCH_WIDTH = 3 * 2 * 14 * 14;
 /** HF Qwen2_5_VisionRotaryEmbedding theta. */
 export const VISION_ROPE_THETA = 10000;
 

@@ -3,40 +3,15 @@
 // and mlx-lm's flags > file > defaults flow; see STYLE.md "Config flow".
 // Every field has a `.describe()`, because `ovr-train <cmd> --help` is generated from these descriptions.
 import { z } from 'zod';
+import { TRAINABLE_PARTS } from '../model/trainable.js';
+
+export { isTrainableParam, TRAINABLE_PARTS } from '../model/trainable.js';
 
 /**
  * Names of the tfjs backends a run may select (the same list as `BACKEND_NAMES` in src/backend/index.ts; a test
  * keeps them equal). `tensorflow` is tfjs-node(-gpu) when installed; `auto` picks the fastest that starts.
  */
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
-
-/** Which parameters receive gradients. `lm+merger` trains the language model and the vision-to-text merger. */
-export const TRAINABLE_PARTS = ['all', 'lm', 'vision', 'lm+merger'] as const;
-
-/**
- * Whether parameter `name` (HF Qwen2.5-VL key: legacy `visual.*` / `model.*` / `lm_head.*`, or the transformers >= 4.52
- * `model.visual.*` / `model.language_model.*`) is trained under `trainable`. The merger counts as vision except in
- * 'lm+merger'.
- * @example
- * isTrainableParam('visual.blocks.0.attn.qkv.weight', 'lm');        // false
- * isTrainableParam('visual.merger.mlp.0.weight', 'lm+merger');      // true
- */
-export function isTrainableParam(name: string, trainable: (typeof TRAINABLE_PARTS)[number]): boolean {
-  const vision = name.startsWith('visual.') || name.startsWith('model.visual.');
-  const merger = vision && /(^|\.)visual\.merger\./.test(name);
-  switch (trainable) {
-    case 'all':
-      return true;
-    case 'lm':
-      return !vision;
-    case 'vision':
-      return vision;
-    case 'lm+merger':
-      return !vision || merger;
-    default:
-      throw new Error(`unknown trainable '${trainable}': use one of ${TRAINABLE_PARTS.join(', ')}`);
-  }
-}
 
 /**
  * Fields shared by every trainer (SFT and GRPO), as a plain zod shape object so other schemas can spread it.
@@ -147,6 +122,12 @@ export const commonTrainFields = {
     .string()
     .optional()
     .describe("Resume from a checkpoint directory, or 'latest' for the newest checkpoint in outDir"),
+  allowConfigChange: z
+    .boolean()
+    .default(false)
+    .describe(
+      'On resume, continue even when settings that change the run (seed, data, sizes, lr, ...) differ from the checkpoint',
+    ),
 };
 
 /** Output type of the shared fields, for functions that only need those. */

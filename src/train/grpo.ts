@@ -1,7 +1,7 @@
 // GRPO trainer (Open-Reasoner-Zero / DAPO style): per RL step, sample promptsPerStep prompts x G completions
 // (rollout.ts), score them, group-normalise the rewards (grpo_math.ts), optionally drop zero-variance groups and
-// refill (DAPO dynamic sampling), then run ppoEpochs passes of PPO-clipped updates over minibatches (AdamW, clipping,
-// schedules and checkpoints as in SFT). References: TRL `GRPOTrainer` (`_generate_and_score_completions`,
+// refill (DAPO dynamic sampling), then run ppoEpochs passes of PPO-clipped updates over minibatches. The optimizer
+// step, clipping, guard, schedule, log, checkpoint and resume are the shared `Trainer` (trainer.ts), as in SFT. References: TRL `GRPOTrainer` (`_generate_and_score_completions`,
 // `_compute_loss`), DAPO (arXiv 2503.14476), ORZ (no KL, no entropy bonus, truncated = 0).
 //
 // Old log-probs: with ppoEpochs = 1 and one minibatch the update is on-policy, and the old log-probs are the current
@@ -16,11 +16,10 @@
 // checkpoint) and sampling; grpo_step.ts the loss/gradients/update; grpo_log.ts the step record and rollouts log.
 // Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../backend/index.js';
+import { loadPrompts, type PromptExample, PromptStream, requireGoldAnswers } from '../data/prompts.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
-import { saveWeights } from '../io/checkpoint.js';
 import { QWEN_EOS_IDS } from '../model/generate.js';
+import { loadModel } from '../model/load.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
 import { VerifierPool } from '../reward/pool.js';
@@ -31,21 +30,15 @@ import { GrpoConfig } from './grpo_config.js';
 import { type GrpoStepRecord, logRollouts, mean, rolloutStats, stepRecord } from './grpo_log.js';
 import { groupAdvantages } from './grpo_math.js';
 import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
-import { AdamW, NonFiniteGuard } from './optim.js';
 import {
   type EncodedPrompt,
   encodePrompt,
-  loadPrompts,
-  type PromptExample,
-  PromptStream,
   type RewardFunction,
   rolloutPrompts,
   scoreCompletions,
 } from './rollout.js';
-import { warmupCosine } from './schedule.js';
-import { loadModelSpec } from './sft.js';
-import { latestCheckpoint, loadTrainState, resolveResume, saveTrainState, writeRunConfig } from './state.js';
-import { assignWeights, selectTrainable } from './trainer.js';
+import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
+import { Trainer } from './trainer.js';
 
 // The update step (loss, gradients, minibatch loop) and the step record/logging live in grpo_step.ts and
 // grpo_log.ts; they are re-exported here so `train/grpo.js` stays the one import for the GRPO API.
@@ -88,15 +81,15 @@ export interface GrpoResult {
   lastCheckpoint?: string;
 }
 
-/** The policy named by `config.model` ('tiny', a config.json path, or a model dir); shared with SFT. */
-export { loadModelSpec };
-
 /** Everything a run keeps between steps. */
 interface RunContext extends PolicyState {
   prompts: PromptExample[];
   stream: PromptStream;
   deps: GrpoDeps;
   pool: VerifierPool | null;
+  rollLog: JsonlLogger;
+  /** Root of the sampling streams (step s samples from `sampling.split('step-s')`); saved with checkpoints. */
+  sampling: Rng;
 }
 
 /** Encodes the next `k` prompts that fit maxPromptLen (longer ones are skipped). */
@@ -177,7 +170,7 @@ async function sampleRound(
 /** Samples the step's groups; with dynamic sampling drops zero-variance groups and refills up to maxRefills times. */
 async function collectGroups(ctx: RunContext, step: number, times: { rollout: number; reward: number }) {
   const { cfg } = ctx;
-  const root = new Rng(cfg.seed ?? 0).split('sampling').split(`step-${step}`);
+  const root = ctx.sampling.split(`step-${step}`);
   const all: Group[] = [];
   let nulls = 0;
   let refills = 0;
@@ -229,71 +222,51 @@ async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<numb
   return mean(rewards);
 }
 
-/** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, optimizer, resume state. */
-async function setup(cfg: GrpoConfig, deps: GrpoDeps) {
-  const model = deps.model ?? (await loadModelSpec(cfg.model, cfg.seed ?? 0));
+/** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, the trainer (resumed). */
+async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
+  const model = deps.model ?? (await loadModel(cfg.model, { seed: cfg.seed ?? 0 }));
   const ref =
     cfg.klCoef > 0
-      ? (deps.refModel ?? (await loadModelSpec(cfg.refModel ?? cfg.model, cfg.seed ?? 0)))
+      ? (deps.refModel ?? (await loadModel(cfg.refModel ?? cfg.model, { seed: cfg.seed ?? 0 })))
       : null;
   const tok = deps.tokenizer ?? (await defaultTokenizer());
   const prompts = deps.prompts ?? (await loadPrompts(cfg.data.train, cfg.data));
-  const vars = selectTrainable(model.params, cfg.trainable);
-  // NOTE: AdamW's constructor leaves its tf.zeros initial values undisposed (the moment Variables copy them); the
-  // tidy frees those, while Variables are never freed by tidy.
-  let opt: AdamW | undefined;
-  tf.tidy(() => {
-    opt = new AdamW(vars, { betas: cfg.betas, eps: cfg.eps, weightDecay: cfg.weightDecay });
-  });
-  if (!opt) throw new Error('AdamW construction failed');
-  const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
-  const existing = resumeDir ? undefined : await latestCheckpoint(cfg.outDir);
-  if (existing) {
-    throw new Error(
-      `outDir ${cfg.outDir} already holds ${path.basename(existing)}: pass --resume latest to continue it, or choose another --out-dir`,
+  // The math reward needs gold answers: a set without any would train on all-zero rewards, silently.
+  if (!deps.rewardFn)
+    requireGoldAnswers(
+      prompts,
+      deps.prompts ? 'the prompts given to trainGrpo' : cfg.data.train,
+      cfg.data.answerField,
     );
-  }
-  const state = resumeDir ? await loadTrainState(resumeDir) : undefined;
-  if (resumeDir && state) {
-    await assignWeights(model, resumeDir);
-    if (state.optimizerState) opt.importState(state.optimizerState);
-  }
+  const total = totalGrpoSteps(cfg, prompts.length);
+  const sampling = new Rng(cfg.seed ?? 0).split('sampling');
+  run.log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
+  run.rollLog = new JsonlLogger(path.join(cfg.outDir, 'rollouts.jsonl'));
+  if (deps.progress !== null) run.bar = new ProgressBar(total, deps.progress ?? process.stderr);
+  const trainer = new Trainer({
+    model,
+    config: cfg,
+    totalSteps: total,
+    rngs: { sampling },
+    logger: run.log,
+    progress: run.bar,
+    stepLogs: [run.rollLog.file],
+  });
+  const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
+  const state = resumeDir ? await trainer.resume(resumeDir) : undefined;
   const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);
   const pool =
     !deps.rewardFn && cfg.reward.workers > 0 ? new VerifierPool({ threads: cfg.reward.workers }) : null;
-  const ctx: RunContext = {
-    cfg,
-    model,
-    ref,
-    tok,
-    prompts,
-    stream,
-    deps,
-    pool,
-    vars,
-    opt,
-    guard: new NonFiniteGuard(cfg.maxConsecutiveNonFinite),
-  };
-  return { ctx, startStep: state?.step ?? 0 };
+  const rollLog = run.rollLog;
+  const ctx: RunContext = { cfg, model, ref, tok, prompts, stream, deps, pool, trainer, sampling, rollLog };
+  return { ctx, total };
 }
 
-/** Saves weights (F32, exact resume), optimizer moments, data position and the resolved config. */
-async function checkpoint(ctx: RunContext, step: number): Promise<string> {
-  return saveTrainState(
-    ctx.cfg.outDir,
-    {
-      step,
-      dataPosition: ctx.stream.position,
-      rng: new Rng(ctx.cfg.seed ?? 0).getState(),
-      optimizerState: await ctx.opt.exportState(),
-      resolvedConfig: ctx.cfg,
-    },
-    {
-      writeWeights: async (d) =>
-        void (await saveWeights(d, ctx.model.params, ctx.model.config, { dtype: 'F32' })),
-      keepLast: ctx.cfg.keepLast,
-    },
-  );
+/** The run's JSONL logs and progress bar, opened by `setup` once the prompts are read. */
+interface RunFiles {
+  log?: JsonlLogger;
+  rollLog?: JsonlLogger;
+  bar?: ProgressBar;
 }
 
 /**
@@ -307,65 +280,73 @@ async function checkpoint(ctx: RunContext, step: number): Promise<string> {
  */
 export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promise<GrpoResult> {
   const cfg = GrpoConfig.parse(config);
-  await initBackend({ backend: cfg.backend, log: () => {} });
-  const { ctx, startStep } = await setup(cfg, deps);
-  const evalPrompts = cfg.evalEvery > 0 && cfg.data.eval ? await loadPrompts(cfg.data.eval, cfg.data) : [];
-  const total = totalGrpoSteps(cfg, ctx.prompts.length);
-  const schedule = warmupCosine({
-    lr: cfg.lr,
-    warmupSteps: cfg.warmupSteps,
-    totalSteps: total,
-    minLrRatio: cfg.minLrRatio,
-  });
-  await writeRunConfig(cfg.outDir, cfg);
-  const log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
-  const rollLog = new JsonlLogger(path.join(cfg.outDir, 'rollouts.jsonl'));
-  const bar = deps.progress === null ? null : new ProgressBar(total, deps.progress ?? process.stderr);
+  await Trainer.ready();
+  await checkFreshOutDir(cfg.outDir, cfg.resume);
+  const run: RunFiles = {};
+  let ctx: RunContext | undefined;
   const records: GrpoStepRecord[] = [];
   let lastCheckpoint: string | undefined;
+  let startStep = 0;
+  let total = 0;
   try {
+    ({ ctx, total } = await setup(cfg, deps, run));
+    startStep = ctx.trainer.step;
+    const evalPrompts = cfg.evalEvery > 0 && cfg.data.eval ? await loadPrompts(cfg.data.eval, cfg.data) : [];
+    await writeRunConfig(cfg.outDir, cfg);
     for (let step = startStep; step < total; step++) {
-      const t0 = performance.now();
-      const times = { rollout: 0, reward: 0 };
-      const { all, kept, nulls, refills, dropped } = await collectGroups(ctx, step, times);
-      const t1 = performance.now();
-      const lr = schedule(step);
-      const upd = kept.length > 0 ? await updatePolicy(ctx, kept, lr) : null;
-      const timeUpdateMs = performance.now() - t1;
-      const rec = stepRecord({
-        step: step + 1,
-        lr,
-        entropyCoef: cfg.entropyCoef,
-        upd,
-        rs: rolloutStats(all),
-        dropped,
-        refills,
-        groups: kept.length,
-        nulls,
-        times,
-        timeUpdateMs,
-        elapsedMs: performance.now() - t0,
-      });
-      if (evalPrompts.length && (step + 1) % cfg.evalEvery === 0)
-        rec.evalReward = await evaluate(ctx, evalPrompts);
+      const rec = await rlStep(ctx, step, evalPrompts);
       records.push(rec);
-      logRollouts(rollLog, step + 1, all);
-      if ((step + 1) % cfg.logEvery === 0 || step + 1 === total) log.log(rec);
       deps.onStep?.(rec);
-      bar?.update({ step: step + 1, loss: rec.loss, lr, tokensPerSec: rec.tokensPerSec });
       if (cfg.saveEvery > 0 && (step + 1) % cfg.saveEvery === 0)
-        lastCheckpoint = await checkpoint(ctx, step + 1);
+        lastCheckpoint = await ctx.trainer.save(ctx.stream.position);
     }
     if (total > startStep && !lastCheckpoint?.endsWith(String(total).padStart(8, '0')))
-      lastCheckpoint = await checkpoint(ctx, total);
+      lastCheckpoint = await ctx.trainer.save(ctx.stream.position);
   } finally {
-    bar?.done();
-    log.close();
-    rollLog.close();
-    ctx.opt.dispose();
-    await ctx.pool?.close();
-    if (!deps.model) ctx.model.dispose();
-    if (ctx.ref && !deps.refModel) ctx.ref.dispose();
+    run.bar?.done();
+    run.log?.close();
+    run.rollLog?.close();
+    ctx?.trainer.dispose();
+    await ctx?.pool?.close();
+    if (ctx && !deps.model) ctx.model.dispose();
+    if (ctx?.ref && !deps.refModel) ctx.ref.dispose();
   }
-  return { steps: total - startStep, records, logFile: log.file, rolloutsFile: rollLog.file, lastCheckpoint };
+  return {
+    steps: total - startStep,
+    records,
+    logFile: path.join(cfg.outDir, 'log.jsonl'),
+    rolloutsFile: path.join(cfg.outDir, 'rollouts.jsonl'),
+    lastCheckpoint,
+  };
+}
+
+/** One RL step: rollout -> reward -> advantages -> updates at the step's lr -> record -> logs. */
+async function rlStep(ctx: RunContext, step: number, evalPrompts: PromptExample[]): Promise<GrpoStepRecord> {
+  const { cfg, trainer } = ctx;
+  const t0 = performance.now();
+  const times = { rollout: 0, reward: 0 };
+  const { all, kept, nulls, refills, dropped } = await collectGroups(ctx, step, times);
+  const t1 = performance.now();
+  const lr = trainer.schedule(step);
+  const upd = kept.length > 0 ? await updatePolicy(ctx, kept, lr) : null;
+  const timeUpdateMs = performance.now() - t1;
+  const rec = stepRecord({
+    step: step + 1,
+    lr,
+    entropyCoef: cfg.entropyCoef,
+    upd,
+    rs: rolloutStats(all),
+    dropped,
+    refills,
+    groups: kept.length,
+    nulls,
+    times,
+    timeUpdateMs,
+    elapsedMs: performance.now() - t0,
+  });
+  if (evalPrompts.length && (step + 1) % cfg.evalEvery === 0)
+    rec.evalReward = await evaluate(ctx, evalPrompts);
+  logRollouts(ctx.rollLog, step + 1, all);
+  trainer.endStep(rec);
+  return rec;
 }

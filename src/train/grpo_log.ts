@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { behaviorRates } from '../analysis/behaviors.js';
 import type { JsonlLogger, StepRecord } from '../util/log.js';
-import type { Group, UpdateResult } from './grpo_step.js';
+import type { Group, PolicyUpdate } from './grpo_step.js';
 
 /** One JSONL line per RL step. */
 export interface GrpoStepRecord extends StepRecord {
@@ -67,7 +67,7 @@ export interface StepInputs {
   step: number;
   lr: number;
   entropyCoef: number;
-  upd: UpdateResult | null;
+  upd: PolicyUpdate | null;
   rs: ReturnType<typeof rolloutStats>;
   dropped: number;
   refills: number;

@@ -1,29 +1,19 @@
-// GRPO update step: the clipped-surrogate loss and gradients of one micro-batch (`microBatchGrads`), and
-// `updatePolicy`, which runs ppoEpochs passes over the minibatches of a step's groups (gradient accumulation, global
-// norm clipping, non-finite guard, AdamW step) and averages the loss statistics. See grpo.ts for the trainer loop and
+// GRPO update step: the clipped-surrogate loss of one micro-batch as a Trainer loss closure (`policyLossClosure`),
+// and `updatePolicy`, which runs ppoEpochs passes over the minibatches of a step's groups, each one `Trainer.update`
+// (the shared accumulate -> clip -> guard -> AdamW path, at the RL step's lr), and averages the loss statistics. See grpo.ts for the trainer loop and
 // for how the old log-probs are chosen (on-policy stop-gradient vs. a no-grad recompute).
 // Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
 import * as tf from '@tensorflow/tfjs-core';
+import type { PromptExample } from '../data/prompts.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { tokenLogprobsFromHidden } from '../model/loss.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { lmLogits } from '../model/text.js';
 import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
-import {
-  type AdamW,
-  clipByGlobalNorm,
-  GradAccumulator,
-  type NonFiniteGuard,
-  type TensorMap,
-} from './optim.js';
-import {
-  buildTrainRows,
-  disposeRows,
-  type EncodedPrompt,
-  type PromptExample,
-  type TrainRows,
-} from './rollout.js';
+import type { TensorMap } from './optim.js';
+import { buildTrainRows, disposeRows, type EncodedPrompt, type TrainRows } from './rollout.js';
+import { accumulateGrads, type LossClosure, type Trainer } from './trainer.js';
 
 /** Loss settings of one update, from the config. */
 export interface LossSettings {
@@ -93,22 +83,33 @@ export interface MicroStats {
   logprobs: number[][];
 }
 
+const STAT_KEYS = [
+  'clipFraction',
+  'lowClipFraction',
+  'highClipFraction',
+  'approxKl',
+  'ratioMean',
+  'ratioMin',
+  'ratioMax',
+  'refKl',
+  'entropy',
+] as const;
+
 /**
- * Gradients of the clipped surrogate of one micro-batch w.r.t. `vars` (keyed by param name), normalised by
- * `normalizer` (tokens or sequences of the whole minibatch) so that summing micro-batch gradients gives the
- * minibatch gradient. The caller owns and disposes `grads`.
- * @example const { grads, host } = await microBatchGrads(model, vars, mb, settings, 64);
+ * The clipped surrogate of one micro-batch as a {@link LossClosure} for `Trainer.update` / `accumulateGrads`,
+ * normalised by `normalizer` (tokens or sequences of the whole minibatch) so that summing micro-batch gradients gives
+ * the minibatch gradient. The closure keeps its loss, log-probs and statistics; `read()` copies them to the host
+ * (after the update) and frees them.
+ * @example const p = policyLossClosure(model, mb, settings, 64); await trainer.update([p.closure]); const host = await p.read();
  */
-export async function microBatchGrads(
+export function policyLossClosure(
   model: Qwen2_5_VL,
-  vars: Record<string, tf.Variable>,
   mb: MicroBatch,
   s: LossSettings,
   normalizer: number,
-): Promise<{ grads: TensorMap; host: MicroStats }> {
-  const byVarName = new Map(Object.entries(vars).map(([k, v]) => [v.name, k]));
+): { closure: LossClosure; read: () => Promise<MicroStats> } {
   let kept: tf.Tensor[] = [];
-  const { value, grads } = tf.variableGrads(() => {
+  const closure = () => {
     const h = completionHidden(model, mb.rows, s);
     const logprobs = tokenLogprobsFromHidden(model.params, model.config, h, mb.rows.targets);
     const entropy =
@@ -127,37 +128,49 @@ export async function microBatchGrads(
       entropy,
       entropyCoef: s.entropyCoef,
     });
-    // keep: the stats and log-probs are read after variableGrads' tidy ends; disposed below.
-    kept = [logprobs, ...Object.values(out.stats)].map((t) => tf.keep(t));
+    // keep: read after the gradient tape's tidy ends; freed by read().
+    kept = [tf.clone(out.loss), logprobs, ...STAT_KEYS.map((k) => out.stats[k])].map((t) => tf.keep(t));
     return out.loss;
-  }, Object.values(vars));
-  const named: TensorMap = {};
-  for (const [name, g] of Object.entries(grads)) named[byVarName.get(name) ?? name] = g;
-  const [lp, ...statVals] = kept;
-  const keys = [
-    'clipFraction',
-    'lowClipFraction',
-    'highClipFraction',
-    'approxKl',
-    'ratioMean',
-    'ratioMin',
-    'ratioMax',
-    'refKl',
-    'entropy',
-  ] as const;
-  const stats = {} as Record<keyof PolicyLossStats, number>;
-  const statData = await Promise.all(statVals.map((t) => t.data()));
-  keys.forEach((k, i) => {
-    stats[k] = statData[i][0];
-  });
-  const host: MicroStats = {
-    loss: (await value.data())[0],
-    tokens: mb.rows.mask.flat().reduce((a, b) => a + b, 0),
-    stats,
-    logprobs: (await lp.array()) as number[][],
   };
-  tf.dispose([value, ...kept]);
-  return { grads: named, host };
+  const read = async (): Promise<MicroStats> => {
+    if (kept.length === 0) throw new Error('policyLossClosure: read() before the closure ran');
+    const [loss, lp, ...statVals] = kept;
+    try {
+      const statData = await Promise.all(statVals.map((t) => t.data()));
+      const stats = {} as Record<keyof PolicyLossStats, number>;
+      STAT_KEYS.forEach((k, i) => {
+        stats[k] = statData[i][0];
+      });
+      return {
+        loss: (await loss.data())[0],
+        tokens: mb.rows.mask.flat().reduce((a, b) => a + b, 0),
+        stats,
+        logprobs: (await lp.array()) as number[][],
+      };
+    } finally {
+      tf.dispose(kept);
+      kept = [];
+    }
+  };
+  return { closure, read };
+}
+
+/**
+ * Gradients of the clipped surrogate of one micro-batch w.r.t. `vars` (keyed by param name), through the shared
+ * `accumulateGrads`; for tests and analysis (training goes through `Trainer.update`). The caller owns `grads`.
+ * @example const { grads, host } = await microBatchGrads(model, vars, mb, settings, 64);
+ */
+export async function microBatchGrads(
+  model: Qwen2_5_VL,
+  vars: Record<string, tf.Variable>,
+  mb: MicroBatch,
+  s: LossSettings,
+  normalizer: number,
+): Promise<{ grads: TensorMap; host: MicroStats }> {
+  const p = policyLossClosure(model, mb, s, normalizer);
+  const { loss, grads } = accumulateGrads([p.closure], vars);
+  loss.dispose();
+  return { grads, host: await p.read() };
 }
 
 /** One sampled group (a prompt and its G completions), with rewards and advantages. */
@@ -173,20 +186,18 @@ export interface Group {
   dropped: boolean;
 }
 
-/** The trainer state an update reads and changes: policy, frozen reference, trainable variables, optimizer. */
+/** What an update reads and changes: the policy (trained through `trainer`), the frozen reference, the tokenizer. */
 export interface PolicyState {
   cfg: GrpoConfig;
   model: Qwen2_5_VL;
   /** Frozen reference for the KL penalty, or null when klCoef = 0. */
   ref: Qwen2_5_VL | null;
   tok: QwenTokenizer;
-  vars: Record<string, tf.Variable>;
-  opt: AdamW;
-  guard: NonFiniteGuard;
+  trainer: Trainer;
 }
 
 /** Averaged statistics of one step's updates; `diff` is the largest sampler-vs-forward log-prob difference. */
-export interface UpdateResult {
+export interface PolicyUpdate {
   loss: number;
   gradNorm: number;
   updates: number;
@@ -253,7 +264,7 @@ function addMicroStats(t: Totals, host: MicroStats): void {
 }
 
 /** The totals averaged: loss and gradNorm per update, stats per token (ratioMin/Max as they are). */
-function averageTotals(t: Totals, diff: number): UpdateResult {
+function averageTotals(t: Totals, diff: number): PolicyUpdate {
   const stats: Record<string, number> = {};
   for (const [k, v] of Object.entries(t.stats))
     stats[k] = k === 'ratioMin' || k === 'ratioMax' ? v : v / Math.max(t.tokens, 1);
@@ -268,9 +279,8 @@ function averageTotals(t: Totals, diff: number): UpdateResult {
 }
 
 /**
- * One optimizer update from a minibatch: micro-batch gradients accumulated (normalised over the whole minibatch),
- * clipped to maxGradNorm, then an AdamW step unless the guard rejects a non-finite norm. `onMicro` sees each
- * micro-batch's host statistics.
+ * One optimizer update from a minibatch through `Trainer.update` (micro-batch losses normalised over the whole
+ * minibatch, accumulated, clipped, guarded, AdamW at `lr`). `onMicro` sees each micro-batch's host statistics.
  */
 async function minibatchStep(
   ctx: PolicyState,
@@ -283,34 +293,26 @@ async function minibatchStep(
   const tokens = mini.reduce((a, mb) => a + mb.rows.mask.flat().reduce((x, y) => x + y, 0), 0);
   const normalizer =
     s.aggregation === 'token' ? Math.max(tokens, 1) : mini.reduce((a, mb) => a + mb.advantages.length, 0);
-  const acc = new GradAccumulator();
-  // A minibatch mixing image and text-only prompts: the vision tower gets no gradient from text-only
-  // micro-batches, so give every param an entry (zeros) to keep the accumulated names consistent.
-  const mixed = new Set(mini.map((mb) => mb.rows.inputs.pixelValues === undefined)).size > 1;
+  const parts = mini.map((mb) => policyLossClosure(ctx.model, mb, s, normalizer));
+  let u: Awaited<ReturnType<Trainer['update']>>;
   try {
-    for (const mb of mini) {
-      const { grads, host } = await microBatchGrads(ctx.model, ctx.vars, mb, s, normalizer);
-      if (mixed) for (const [k, v] of Object.entries(ctx.vars)) grads[k] ??= tf.zerosLike(v);
-      acc.add(grads);
-      tf.dispose(Object.values(grads));
-      onMicro(mb, host);
-      addMicroStats(t, host);
-    }
-    const { grads, norm } = clipByGlobalNorm(acc.grads, ctx.cfg.maxGradNorm);
-    const n = (await norm.data())[0];
-    const verdict = ctx.guard.check(n);
-    if (verdict === 'ok') ctx.opt.step(grads, lr);
-    else t.skipped++;
-    tf.dispose([norm, ...Object.values(grads)]);
-    if (verdict === 'stop')
-      throw new Error(
-        `${ctx.guard.consecutive} updates in a row had a non-finite gradient norm (${n}); lower lr or check the data`,
-      );
-    t.gradNorm += n;
-    t.updates++;
+    u = await ctx.trainer.update(
+      parts.map((p) => p.closure),
+      { lr },
+    );
   } finally {
-    acc.dispose();
+    // a failed update must not strand the kept statistics
+    for (const [i, p] of parts.entries()) {
+      const host = await p.read().catch(() => undefined);
+      if (host) {
+        onMicro(mini[i], host);
+        addMicroStats(t, host);
+      }
+    }
   }
+  if (u.skipped) t.skipped++;
+  t.gradNorm += u.gradNorm;
+  t.updates++;
 }
 
 /**
@@ -318,7 +320,7 @@ async function minibatchStep(
  * (ppoEpochs > 1 or several minibatches), the old log-probs come from a no-grad forward before the first update.
  * @example const upd = await updatePolicy(ctx, keptGroups, schedule(step));
  */
-export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number): Promise<UpdateResult> {
+export async function updatePolicy(ctx: PolicyState, groups: Group[], lr: number): Promise<PolicyUpdate> {
   const { cfg, model } = ctx;
   const s = lossSettings(cfg);
   const minis = planUpdate(cfg, groups, ctx.tok.special.pad);

@@ -1,4 +1,5 @@
-// AdamW with decoupled weight decay, global-norm clipping, gradient accumulation and a non-finite guard.
+// AdamW with decoupled weight decay, the global norm and clip coefficient, and a non-finite guard (the Trainer's
+// accumulate -> clip -> guard -> AdamW path is trainer.ts).
 // Mirrors torch.optim.AdamW (Loshchilov & Hutter): the decay multiplies the weight by (1 - lr*wd) before the Adam
 // update, and bias correction divides m and v by (1 - beta^t). tfjs's built-in Adam has neither a per-step lr nor
 // decoupled decay, so we keep our own moments as tf.Variables.
@@ -317,87 +318,6 @@ export function clipCoefficient(norm: number, maxNorm: number): number {
   if (!Number.isFinite(maxNorm)) throw new Error(`clipCoefficient: maxNorm must be finite, got ${maxNorm}`);
   if (maxNorm <= 0) return 1;
   return Math.min(maxNorm / (norm + 1e-6), 1);
-}
-
-/**
- * Scales gradients so their global norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_: coefficient
- * maxNorm / (norm + 1e-6), capped at 1). `maxNorm <= 0` disables scaling. Returns new tensors and the pre-clip norm;
- * the caller owns all of them and still owns (and disposes) the input grads. A non-finite norm makes the clipped grads
- * NaN: check it with {@link NonFiniteGuard} and skip the step.
- * @example
- * const { grads: clipped, norm } = clipByGlobalNorm(grads, 1.0);
- */
-export function clipByGlobalNorm(grads: TensorMap, maxNorm: number): { grads: TensorMap; norm: tf.Scalar } {
-  if (!Number.isFinite(maxNorm)) throw new Error(`clipByGlobalNorm: maxNorm must be finite, got ${maxNorm}`);
-  const norm = globalNorm(grads);
-  const out = tf.tidy(() => {
-    const coef = maxNorm > 0 ? tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1) : tf.scalar(1);
-    const r: TensorMap = {};
-    for (const [k, g] of Object.entries(grads)) r[k] = maxNorm > 0 ? tf.mul(g, coef) : tf.clone(g);
-    return r;
-  });
-  return { grads: out, norm };
-}
-
-/**
- * Sums gradients over micro-batches. Owns its running sums; `add` does not take ownership of its argument.
- * @example
- * const acc = new GradAccumulator();
- * for (const mb of microBatches) { const g = grads(mb); acc.add(g); tf.dispose(g); }
- * acc.scale(1 / microBatches.length);
- * opt.step(acc.grads, lr);
- * acc.dispose();
- */
-export class GradAccumulator {
-  /** Number of `add` calls since creation or the last reset. */
-  count = 0;
-  private sums: TensorMap = {};
-
-  /** Adds `grads` into the running sums. All adds must have the same names and shapes. */
-  add(grads: TensorMap): void {
-    const names = Object.keys(grads);
-    if (this.count > 0) {
-      const have = Object.keys(this.sums);
-      const missing = have.filter((n) => !(n in grads));
-      const extra = names.filter((n) => !(n in this.sums));
-      if (missing.length || extra.length) {
-        throw new Error(
-          `GradAccumulator.add: names differ from earlier adds (missing: ${missing.slice(0, 5).join(', ') || '-'}; ` +
-            `new: ${extra.slice(0, 5).join(', ') || '-'})`,
-        );
-      }
-    }
-    for (const n of names) {
-      const old = this.sums[n];
-      if (old && !sameShape(old.shape, grads[n].shape)) {
-        throw new Error(`GradAccumulator.add: '${n}' has shape [${grads[n].shape}], earlier [${old.shape}]`);
-      }
-      // keep: add() may be called inside a caller's tidy, but the sums must outlive it.
-      this.sums[n] = tf.keep(old ? tf.add(old, grads[n]) : tf.cast(grads[n], 'float32'));
-      old?.dispose();
-    }
-    this.count += 1;
-  }
-
-  /** Multiplies every running sum by `s` in place (e.g. 1 / count, or 1 / total tokens). */
-  scale(s: number): void {
-    for (const [n, x] of Object.entries(this.sums)) {
-      this.sums[n] = tf.keep(tf.mul(x, s));
-      x.dispose();
-    }
-  }
-
-  /** The running sums, still owned by the accumulator. */
-  get grads(): TensorMap {
-    return this.sums;
-  }
-
-  /** Frees the sums and starts over. */
-  dispose(): void {
-    tf.dispose(Object.values(this.sums));
-    this.sums = {};
-    this.count = 0;
-  }
 }
 
 /**

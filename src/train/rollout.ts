@@ -1,35 +1,19 @@
-// GRPO rollouts: prompt rows (JSONL) -> prompt text via a named template -> token ids (+ image patches) -> G sampled
-// completions per prompt from one shared prefill (model/generate.ts) -> rewards (TRL-style reward function, or the
-// math reward of src/reward in its worker pool) -> the padded [prompt | completion] rows the loss is computed on.
+// GRPO rollouts: prompts (data/prompts.ts) -> token ids (+ image patches) -> G sampled completions per prompt from one
+// shared prefill (model/generate.ts) -> rewards (TRL-style reward function, or the math reward of src/reward in its
+// worker pool) -> the padded [prompt | completion] rows the loss is computed on.
 // Follows TRL `GRPOTrainer._generate_and_score_completions` (prompts x G, rewards, then advantages elsewhere).
 //
 // Shapes: B prompts, G generations per prompt, R = B x G completion rows (row r continues prompt floor(r / G)),
 // P padded prompt length (prompts are left-padded), Tc longest completion, L = P + Tc.
-import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type ChatMessage, type ContentPart, renderChat } from '../data/chat.js';
-import { epochOrder, type JsonlRow, readJsonl } from '../data/dataset.js';
 import { processor } from '../data/processor.js';
-import { buildPrompt } from '../data/templates.js';
+import type { PromptExample } from '../data/prompts.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { type CausalLM, type GenerateOptions, type GenerateResult, generate } from '../model/generate.js';
 import type { ModelInputs } from '../model/qwen2_5_vl.js';
-import { findBoxes } from '../reward/extract.js';
+import { PATCH_WIDTH } from '../model/vision.js';
 import type { VerifierPool } from '../reward/pool.js';
 import { mathRewardBatch, type RewardFormat } from '../reward/reward.js';
-import type { GrpoConfig } from './grpo_config.js';
-import type { DataPosition } from './state.js';
-
-/** One RL prompt: rendered text with unexpanded image placeholders, its image paths and the gold answer. */
-export interface PromptExample {
-  /** `id` field of the row, else `file:line`. */
-  id: string;
-  prompt: string;
-  images: string[];
-  /** Gold answer, or null when the row has none (the math reward then gives null). */
-  answer: string | null;
-  where: string;
-}
 
 /** Context handed to a reward function, one entry per completion (TRL passes dataset columns as kwargs). */
 export interface RewardContext {
@@ -49,152 +33,10 @@ export type RewardFunction = (
   ctx: RewardContext,
 ) => (number | null)[] | Promise<(number | null)[]>;
 
-const firstString = (v: Record<string, unknown>, name: string, auto: string[]): string | undefined => {
-  for (const n of name === 'auto' ? auto : [name])
-    if (typeof v[n] === 'string' && v[n] !== '') return v[n] as string;
-  return undefined;
-};
-
-/** Content of the last `\boxed{...}` in s, or undefined. */
-function lastBoxedContent(s: string): string | undefined {
-  const boxes = findBoxes(s);
-  return boxes.length ? boxes[boxes.length - 1].content : undefined;
-}
-
-function rowImagePaths(v: Record<string, unknown>, root: string, where: string): string[] {
-  const raw = v.images ?? (v.image === undefined || v.image === null ? [] : [v.image]);
-  if (!Array.isArray(raw) || raw.some((x) => typeof x !== 'string')) {
-    throw new Error(`${where}: 'image' must be a path string and 'images' a list of path strings`);
-  }
-  return (raw as string[]).map((p) => path.resolve(root, p));
-}
-
-/** Chat rows: the messages up to the last user turn, rendered with the generation prompt; row images are prepended. */
-function messagesPrompt(v: Record<string, unknown>, images: string[], where: string): string {
-  const msgs = v.messages as ChatMessage[];
-  const last = msgs.map((m) => m.role).lastIndexOf('user');
-  if (last < 0) throw new Error(`${where}: messages have no user turn to use as the prompt`);
-  const kept = msgs.slice(0, last + 1).map((m) => ({ ...m }));
-  const parts = kept.flatMap((m) =>
-    typeof m.content === 'string' ? [] : m.content.filter((p) => p.type === 'image'),
-  );
-  if (parts.length === 0 && images.length > 0) {
-    const m = kept[last];
-    const text: ContentPart[] =
-      typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : m.content;
-    kept[last] = { role: m.role, content: [...images.map(() => ({ type: 'image' as const })), ...text] };
-  } else if (parts.length !== images.length) {
-    throw new Error(
-      `${where}: ${parts.length} image part(s) but ${images.length} image path(s) in image/images`,
-    );
-  }
-  return renderChat(kept, { addGenerationPrompt: true });
-}
-
-/** Multiple-choice rows (`choices`: option strings, e.g. PuzzleVQA) list their options after the question. */
-function choicesSuffix(v: Record<string, unknown>, where: string): string {
-  if (v.choices === undefined || v.choices === null) return '';
-  if (!Array.isArray(v.choices) || v.choices.some((c) => typeof c !== 'string' && typeof c !== 'number')) {
-    throw new Error(`${where}: 'choices' must be a list of option strings`);
-  }
-  return `\nChoices: ${v.choices.join(', ')}`;
-}
-
-/**
- * One JSONL row -> a prompt. `question` rows go through `data.promptTemplate`; `messages` rows are rendered as chat.
- * The answer is `answerField` ('auto': `answer`, else the last \boxed{} of `solution`). A `choices` list (PuzzleVQA)
- * is appended to the question as `Choices: a, b, c`.
- * @example rowToPrompt({ file: 'p.jsonl', line: 1, value: { question: '1+1?', answer: '2' } }, cfg.data, '.').answer // '2'
- */
-export function rowToPrompt(row: JsonlRow, o: GrpoConfig['data'], root: string): PromptExample {
-  const where = `${row.file}:${row.line}`;
-  const v = row.value as Record<string, unknown>;
-  if (typeof v !== 'object' || v === null || Array.isArray(v))
-    throw new Error(`${where}: each line must be a JSON object`);
-  const images = rowImagePaths(v, root, where);
-  const sol = typeof v.solution === 'string' ? lastBoxedContent(v.solution) : undefined;
-  const answer =
-    firstString(v, o.answerField, ['answer']) ?? (o.answerField === 'auto' ? sol : undefined) ?? null;
-  const id = typeof v.id === 'string' || typeof v.id === 'number' ? String(v.id) : where;
-  const isMessages = o.format === 'messages' || (o.format === 'auto' && 'messages' in v);
-  if (isMessages) {
-    if (!Array.isArray(v.messages) || v.messages.length === 0)
-      throw new Error(`${where}: 'messages' must be a non-empty list`);
-    return { id, prompt: messagesPrompt(v, images, where) + (o.responsePrefix ?? ''), images, answer, where };
-  }
-  const q = firstString(v, o.questionField, ['question', 'problem']);
-  if (q === undefined) {
-    const want = o.questionField === 'auto' ? 'question or problem' : o.questionField;
-    throw new Error(`${where}: no question: expected a non-empty '${want}' field (set data.questionField)`);
-  }
-  return {
-    id,
-    prompt: buildPrompt(o.promptTemplate, q + choicesSuffix(v, where), { numImages: images.length }),
-    images,
-    answer,
-    where,
-  };
-}
-
-/**
- * Reads a prompts JSONL file. Image paths resolve against `imageRoot` or the file's folder.
- * @example const prompts = await loadPrompts(cfg.data.train, cfg.data);
- */
-export async function loadPrompts(file: string, o: GrpoConfig['data']): Promise<PromptExample[]> {
-  const rows = await readJsonl(file);
-  if (rows.length === 0) throw new Error(`prompt dataset ${file} has no rows`);
-  const root = o.imageRoot ?? path.dirname(path.resolve(file));
-  return rows.map((r) => rowToPrompt(r, o, root));
-}
-
-/**
- * Endless seeded stream of prompt indices: epoch e is `epochOrder(n, seed, e)` (or 0..n-1 without shuffle).
- * The position (epoch, index) is all a resume needs.
- * @example const s = new PromptStream(10, 0, true); s.next(4); s.position // { epoch: 0, index: 4 }
- */
-export class PromptStream {
-  private order: number[];
-  private pos: DataPosition;
-
-  constructor(
-    readonly size: number,
-    private readonly seed: number,
-    private readonly shuffle: boolean,
-    start: DataPosition = { epoch: 0, index: 0 },
-  ) {
-    if (!(size > 0)) throw new Error('PromptStream: the prompt dataset is empty');
-    this.pos = { ...start };
-    this.order = this.orderOf(start.epoch);
-  }
-
-  private orderOf(epoch: number): number[] {
-    return this.shuffle
-      ? epochOrder(this.size, this.seed, epoch)
-      : Array.from({ length: this.size }, (_, i) => i);
-  }
-
-  /** The next `k` prompt indices (crossing epoch boundaries). */
-  next(k: number): number[] {
-    const out: number[] = [];
-    while (out.length < k) {
-      if (this.pos.index >= this.size) {
-        this.pos = { epoch: this.pos.epoch + 1, index: 0 };
-        this.order = this.orderOf(this.pos.epoch);
-      }
-      out.push(this.order[this.pos.index++]);
-    }
-    return out;
-  }
-
-  get position(): DataPosition {
-    return { ...this.pos };
-  }
-}
-
 /** A tokenized prompt: ids with image pads expanded, and its image patches. */
 export interface EncodedPrompt {
   ids: number[];
-  /** [N_i, 1176] row-major patches, or null for text-only prompts. */
+  /** [N_i, PATCH_WIDTH] row-major patches, or null for text-only prompts. */
   pixels: Float32Array | null;
   gridThw: number[][];
 }
@@ -220,7 +62,7 @@ function imageInputs(prompts: EncodedPrompt[]): Pick<ModelInputs, 'pixelValues' 
     at += (p.pixels as Float32Array).length;
   }
   return {
-    pixelValues: tf.tensor2d(data, [total / 1176, 1176]),
+    pixelValues: tf.tensor2d(data, [total / PATCH_WIDTH, PATCH_WIDTH]),
     imageGridThw: withImages.flatMap((p) => p.gridThw),
   };
 }

@@ -1,5 +1,5 @@
 // Supervised fine-tuning (the linguistic cold start): JSONL chat rows -> tokens with assistant-only labels ->
-// length-grouped (or packed) padded batches -> masked causal-LM loss -> accumulated, clipped AdamW steps on a
+// length-grouped (or packed) padded batches -> masked causal-LM loss (the fused `Qwen2_5_VL.loss`, model/loss.ts) -> accumulated, clipped AdamW steps on a
 // warmup+cosine schedule, with eval loss, atomic checkpoints and exact resume. The step machinery is trainer.ts;
 // this file is the loop (nanoGPT train.py: lr -> eval -> accumulate -> clip -> step -> log -> save).
 // Follows mlx-lm tuner/trainer.py `train()` and TRL SFTTrainer (assistant-only loss, num_items_in_batch normaliser).
@@ -9,17 +9,12 @@
 // Packing: rows hold several sequences; the batch's segmentIds go to the model, which makes attention block-diagonal
 // per sequence and restarts positions per sequence (images included), and the first label of each later sequence is
 // masked (dataset.ts). So a packed step has the same loss, normaliser and gradients as the same sequences unpacked.
-import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
+import { type Batch, collate, SftBatches, stepsForEpochs } from '../data/batches.js';
 import type { ChatMessage } from '../data/chat.js';
 import {
-  type Batch,
-  collate,
   loadSftExamples,
-  SftBatches,
-  stepsForEpochs,
   type TokenizedExample,
   type TokenizeFn,
   tokenizeExamples,
@@ -27,19 +22,16 @@ import {
 import { concatImages, processImage } from '../data/image.js';
 import { processor } from '../data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
-import { parseConfig } from '../model/config.js';
 import { QWEN_PAD_ID } from '../model/generate.js';
-import { gatherRows } from '../model/layers.js';
-import { IGNORE_INDEX, tokenLogprobsFromHidden } from '../model/loss.js';
-import { type ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { loadModel } from '../model/load.js';
+import { shiftLabels } from '../model/loss.js';
+import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { PATCH_WIDTH } from '../model/vision.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import type { SftConfig } from './config.js';
-import { latestCheckpoint, resolveResume, writeRunConfig } from './state.js';
+import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
-
-/** models/tiny/config.json of this package (resolves from src/train and dist/train alike). */
-export const TINY_CONFIG = fileURLToPath(new URL('../../models/tiny/config.json', import.meta.url));
 
 /** Injected dependencies; everything defaults to the real thing. */
 export interface SftDeps {
@@ -72,27 +64,6 @@ export interface SftResult {
 }
 
 /**
- * Loads or creates the model named by `spec`: 'tiny' (models/tiny, random init), a config.json path (random init), or
- * a directory with config.json + safetensors.
- * @example const model = await loadModelSpec('tiny', cfg.seed);
- */
-export async function loadModelSpec(spec: string, seed: number): Promise<Qwen2_5_VL> {
-  const file = spec === 'tiny' ? TINY_CONFIG : spec;
-  if (file.endsWith('.json')) {
-    const json = await readFile(file, 'utf8').catch((e: Error) => {
-      throw new Error(`model '${spec}': cannot read ${file} (${e.message})`);
-    });
-    return Qwen2_5_VL.init(parseConfig(JSON.parse(json), file), seed ?? 0);
-  }
-  const isDir = await stat(spec).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  if (!isDir) throw new Error(`model '${spec}' is not 'tiny', a config.json path or a model directory`);
-  return Qwen2_5_VL.load(spec);
-}
-
-/**
  * TokenizeFn using the processor: chat template, image pad expansion, labels on assistant replies only.
  * @example const t = await processorTokenize(tok)([{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }]);
  */
@@ -113,7 +84,7 @@ export async function batchInputs(batch: Batch): Promise<ModelInputs> {
   const paths = batch.images.flat();
   if (paths.length === 0) return inputs;
   const { pixelValues, imageGridThw } = concatImages(await Promise.all(paths.map((p) => processImage(p))));
-  inputs.pixelValues = tf.tensor2d(pixelValues, [pixelValues.length / 1176, 1176]);
+  inputs.pixelValues = tf.tensor2d(pixelValues, [pixelValues.length / PATCH_WIDTH, PATCH_WIDTH]);
   inputs.imageGridThw = imageGridThw;
   return inputs;
 }
@@ -155,7 +126,7 @@ export async function evalLoss(
       padSide,
     );
     const inputs = await batchInputs(batch);
-    const sum = sftLoss(model, inputs, batch.labels, 1);
+    const sum = model.loss(inputs, batch.labels, { numItemsInBatch: 1 });
     nll += (await sum.data())[0];
     tf.dispose([sum, inputs.pixelValues ?? []]);
     count += lossTokens(batch.labels);
@@ -168,52 +139,7 @@ export async function evalLoss(
  * @example lossTokens([[-100, 5, 6], [7, -100, 8]]) // 3
  */
 export function lossTokens(labels: number[][]): number {
-  return labelRows(labels).rows.length;
-}
-
-/**
- * Positions whose next token is a label, as flat rows `b*T + t` of `[B*T, D]`, and those next tokens.
- * @example labelRows([[-100, 5, 6]]) // { rows: [0, 1], targets: [5, 6] }
- */
-export function labelRows(labels: number[][]): { rows: number[]; targets: number[] } {
-  const rows: number[] = [];
-  const targets: number[] = [];
-  labels.forEach((row, b) => {
-    for (let t = 0; t + 1 < row.length; t++) {
-      if (row[t + 1] === IGNORE_INDEX) continue;
-      rows.push(b * row.length + t);
-      targets.push(row[t + 1]);
-    }
-  });
-  return { rows, targets };
-}
-
-/**
- * The HF causal-LM loss `-sum(log p(label)) / numItemsInBatch`, evaluating the LM head only at positions that have a
- * label: prompt and padding rows never reach the `[N, V]` head, which dominates the cost of small models.
- * Same value as `model.loss(inputs, labels, { numItemsInBatch })`. Builds its result in a tidy; use in tf.variableGrads.
- * @example tf.variableGrads(() => sftLoss(model, inputs, batch.labels, 42), vars)
- */
-export function sftLoss(
-  model: Qwen2_5_VL,
-  inputs: ModelInputs,
-  labels: number[][],
-  numItemsInBatch: number,
-  opts: { recompute?: boolean } = {},
-): tf.Scalar {
-  const { rows, targets } = labelRows(labels);
-  return tf.tidy(() => {
-    const { hidden } = model.hidden(inputs, { recompute: opts.recompute });
-    if (rows.length === 0) return tf.mul(tf.sum(hidden), 0) as tf.Scalar;
-    const [B, T, D] = hidden.shape;
-    const h = tf.reshape(gatherRows(tf.reshape(hidden, [B * T, D]), rows), [
-      1,
-      rows.length,
-      D,
-    ]) as tf.Tensor3D;
-    const lp = tokenLogprobsFromHidden(model.params, model.config, h, [targets]);
-    return tf.div(tf.neg(tf.sum(lp)), Math.max(numItemsInBatch, 1)) as tf.Scalar;
-  });
+  return shiftLabels(labels).count;
 }
 
 /** One optimizer step's micro-batches: closures for the trainer and the tensors to free afterwards. */
@@ -228,46 +154,11 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
   const closures = micro.map(
     ({ batch, inputs }) =>
       () =>
-        sftLoss(model, inputs, batch.labels, numItemsInBatch, { recompute: c.recompute }),
+        model.loss(inputs, batch.labels, { numItemsInBatch, recompute: c.recompute }),
   );
   const dispose = () =>
     tf.dispose(micro.flatMap((m) => (m.inputs.pixelValues ? [m.inputs.pixelValues] : [])));
   return { closures, tokens, dispose };
-}
-
-/** Fields that must not change across a resume: they fix the data order, the batches or the trainable set. */
-const RESUME_FIXED = [
-  'seed',
-  'batchSize',
-  'gradAccumSteps',
-  'lengthGrouping',
-  'packing',
-  'maxSeqLen',
-  'trainable',
-];
-const RESUME_FIXED_DATA = [
-  'train',
-  'format',
-  'questionField',
-  'solutionField',
-  'answerField',
-  'promptTemplate',
-];
-
-/**
- * Differences between a checkpoint's saved config and the current one in fields a resume must keep.
- * @example resumeMismatches({ batchSize: 2 }, cfg) // ['batchSize was 2, now 4']
- */
-export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
-  const s = (saved ?? {}) as Record<string, any>;
-  const out: string[] = [];
-  const cmp = (name: string, a: unknown, b: unknown) => {
-    if (a !== undefined && JSON.stringify(a) !== JSON.stringify(b))
-      out.push(`${name} was ${JSON.stringify(a)}, now ${JSON.stringify(b)}`);
-  };
-  for (const k of RESUME_FIXED) cmp(k, s[k], (now as Record<string, unknown>)[k]);
-  for (const k of RESUME_FIXED_DATA) cmp(`data.${k}`, s.data?.[k], (now.data as Record<string, unknown>)[k]);
-  return out;
 }
 
 /**
@@ -280,7 +171,7 @@ export function resumeMismatches(saved: unknown, now: SftConfig): string[] {
 export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
   const info = deps.info ?? ((l: string) => console.error(l));
   await Trainer.ready();
-  await checkFreshOutDir(c);
+  await checkFreshOutDir(c.outDir, c.resume);
   await writeRunConfig(c.outDir, c);
   const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
   const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);
@@ -297,11 +188,18 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
     packTo: c.packing ? c.maxSeqLen : undefined,
   });
   const totalSteps = c.steps ?? stepsForEpochs(c.epochs ?? 1, data.batchesInEpoch(0), c.gradAccumSteps);
-  const model = deps.model ?? (await loadModelSpec(c.model, c.seed));
+  const model = deps.model ?? (await loadModel(c.model, { seed: c.seed }));
   const logger = deps.logger === undefined ? new JsonlLogger(path.join(c.outDir, 'log.jsonl')) : deps.logger;
   const bar =
     deps.progress === null ? undefined : new ProgressBar(totalSteps, deps.progress ?? process.stderr);
-  const trainer = new Trainer({ model, config: c, totalSteps, logger: logger ?? undefined, progress: bar });
+  const trainer = new Trainer({
+    model,
+    config: c,
+    totalSteps,
+    logger: logger ?? undefined,
+    progress: bar,
+    info,
+  });
   try {
     await resumeRun(c, trainer, data, info);
     return await runLoop({ c, model, data, trainer, evalSet, padId, totalSteps, info });
@@ -313,22 +211,7 @@ export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftRes
   }
 }
 
-/**
- * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
- * @example await checkFreshOutDir(cfg); // throws "... pass --resume latest ..." if outDir has checkpoint-* dirs
- */
-export async function checkFreshOutDir(c: SftConfig): Promise<void> {
-  if (c.resume !== undefined) return;
-  const last = await latestCheckpoint(c.outDir);
-  if (last) {
-    throw new Error(
-      `outDir ${c.outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
-        'that run, or choose another --out-dir',
-    );
-  }
-}
-
-/** On `resume`: checks the saved config, restores weights/optimizer/step/rng and moves the data stream. */
+/** On `resume`: the trainer checks the saved config (train/resume.ts), restores weights/optimizer/step/rng and moves the data stream. */
 async function resumeRun(
   c: SftConfig,
   trainer: Trainer,
@@ -337,14 +220,6 @@ async function resumeRun(
 ): Promise<void> {
   const dir = await resolveResume(c.resume, c.outDir);
   if (!dir) return;
-  const saved = JSON.parse(await readFile(path.join(dir, 'training_config.json'), 'utf8'));
-  const changed = resumeMismatches(saved, c);
-  if (changed.length > 0) {
-    throw new Error(
-      `resume from ${dir}: ${changed.join('; ')}. These fix the data order and the trained parameters, so the run ` +
-        'could not continue exactly: use the saved values, or start a fresh run in another outDir',
-    );
-  }
   const state = await trainer.resume(dir);
   data.seek(state.dataPosition);
   info(`sft: resumed from ${dir} at step ${state.step}`);

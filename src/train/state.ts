@@ -9,17 +9,10 @@
 //   ...                     whatever `writeWeights(tmpDir)` writes (model safetensors + config.json)
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { DataPosition } from '../data/batches.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { RngState } from '../util/rng.js';
 import type { AdamWState, HostF32Tensor } from './optim.js';
-
-/** Position in the training data stream, enough to continue exactly (see src/data/dataset.ts). */
-export interface DataPosition {
-  /** 0-based epoch. */
-  epoch: number;
-  /** Index of the next batch within the epoch's batch order. */
-  index: number;
-}
 
 /** Everything a trainer needs to continue a run exactly. */
 export interface TrainState {
@@ -258,4 +251,19 @@ export async function resolveResume(resume: string | undefined, outDir: string):
   if (!ok)
     throw new Error(`resume '${resume}': no ${STATE_FILE} there; pass a checkpoint-<step> dir or 'latest'`);
   return resume;
+}
+
+/**
+ * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
+ * @example await checkFreshOutDir(cfg.outDir, cfg.resume); // throws "... pass --resume latest ..." if it has some
+ */
+export async function checkFreshOutDir(outDir: string, resume: string | undefined): Promise<void> {
+  if (resume !== undefined) return;
+  const last = await latestCheckpoint(outDir);
+  if (last) {
+    throw new Error(
+      `outDir ${outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
+        'that run, or choose another --out-dir',
+    );
+  }
 }

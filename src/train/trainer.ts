@@ -1,79 +1,39 @@
-// Shared optimizer-step machinery for the SFT and GRPO trainers: which params train, one optimizer step from loss
-// closures (gradient accumulation, global-norm clipping, NaN/Inf guard, lr schedule), checkpoint save/resume, and the
-// per-step JSONL log line + progress bar. The loop itself stays in the trainers (nanoGPT style); this file only holds
-// the step. Follows mlx-lm tuner/trainer.py (loss closures, `(loss, ntoks)`) and minGPT's small generic Trainer.
+// The one optimizer-step machinery of every trainer (SFT and GRPO): one accumulate -> clip -> guard -> AdamW -> log
+// -> checkpoint -> resume path. The loops stay in the trainers (nanoGPT style); a trainer supplies its loss as
+// micro-batch closures and gets the step. Follows mlx-lm tuner/trainer.py (loss closures, `(loss, ntoks)`) and
+// minGPT's small generic Trainer.
 //
 // API
-//   isTrainable(name, part) / selectTrainable(params, part)   which params get gradients ('all'|'lm'|'vision'|'lm+merger')
-//   accumulateGrads(losses, vars)                             sum of micro-batch losses and their summed gradients
-//   class Trainer                                             step(losses, {tokens}) -> StepResult; save(); resume(); dispose()
+//   accumulateGrads(losses, vars)          sum of micro-batch losses and their summed gradients
+//   class Trainer
+//     update(losses, { lr })               ONE optimizer update (accumulate, clip, guard, AdamW); no step count, no log
+//     endStep(record)                      counts the step, writes its log line (logEvery, skipped, last), progress bar
+//     trainStep(losses, { tokens })        update at schedule(step) + endStep: one SFT step
+//     save(dataPosition) / resume(dir)     checkpoints (weights, moments, rng streams, guard counters, config); resume
+//                                          refuses a changed run (train/resume.ts) and truncates the logs to its step
 //
-// Loss closures: each closure builds ONE micro-batch's loss (synchronously, inside tf.variableGrads). The step loss
-// is the SUM of the closures' values, so each micro loss must already be normalised by the whole step (e.g. SFT passes
-// numItemsInBatch = label tokens of all micro-batches of the step). That makes batch 4 x accum 1 == batch 1 x accum 4.
+// Loss closures: each closure builds ONE micro-batch's loss (synchronously, inside tf.variableGrads). The update's
+// loss is the SUM of the closures' values, so each micro loss must already be normalised by the whole update (SFT:
+// numItemsInBatch = label tokens of the step; GRPO: tokens or sequences of the minibatch). So batch 4 x accum 1 ==
+// batch 1 x accum 4. GRPO runs several updates per RL step (ppoEpochs x minibatches), each at the step's explicit lr.
 //
-// Step numbering: `trainer.step` counts finished optimizer steps (applied or skipped); step s (0-based) uses lr
-// schedule(s); the log line and checkpoint of that step carry s + 1. AdamW's own counter only counts applied updates
-// (its bias correction), so a skipped NaN step does not advance it.
+// Step numbering: `trainer.step` counts finished steps (SFT: optimizer steps; GRPO: RL steps); step s (0-based) uses
+// lr schedule(s); its log line and checkpoint carry s + 1. AdamW's own counter only counts applied updates (its bias
+// correction), so a skipped NaN update does not advance it.
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureGradients } from '../backend/gradients.js';
-import { loadWeights, saveWeights } from '../io/checkpoint.js';
+import type { DataPosition } from '../data/batches.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
-import type { JsonlLogger, StepRecord } from '../util/log.js';
+import { selectTrainable } from '../model/trainable.js';
+import { loadWeights, saveWeights } from '../model/weights.js';
+import { type JsonlLogger, type StepRecord, truncateStepLog } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
 import type { Rng, RngState } from '../util/rng.js';
-import type { CommonTrainConfig, TRAINABLE_PARTS } from './config.js';
+import type { CommonTrainConfig } from './config.js';
 import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard, type TensorMap } from './optim.js';
+import { checkResumeConfig } from './resume.js';
 import { type Schedule, warmupCosine } from './schedule.js';
-import { type DataPosition, type LoadedTrainState, loadTrainState, saveTrainState } from './state.js';
-
-/** Which parts of the model train. */
-export type TrainablePart = (typeof TRAINABLE_PARTS)[number];
-
-/**
- * Whether param `name` (legacy HF name) trains under `part`. `visual.merger.*` is the vision-to-text merger.
- * @example
- * isTrainable('visual.blocks.0.attn.qkv.weight', 'lm');        // false
- * isTrainable('visual.merger.mlp.0.weight', 'lm+merger');      // true
- * isTrainable('model.embed_tokens.weight', 'vision');          // false
- */
-export function isTrainable(name: string, part: TrainablePart): boolean {
-  const visual = name.startsWith('visual.');
-  const merger = name.startsWith('visual.merger.');
-  switch (part) {
-    case 'all':
-      return true;
-    case 'lm':
-      return !visual;
-    case 'vision':
-      return visual;
-    case 'lm+merger':
-      return !visual || merger;
-    default:
-      throw new Error(`unknown trainable part '${part}': use one of all, lm, vision, lm+merger`);
-  }
-}
-
-/**
- * The trainable subset of a param record, as Variables (in the record's order).
- * @example const vars = selectTrainable(model.params, 'lm'); // every model.* param, no visual.*
- */
-export function selectTrainable(
-  params: Record<string, tf.Tensor>,
-  part: TrainablePart,
-): Record<string, tf.Variable> {
-  const out: Record<string, tf.Variable> = {};
-  for (const [name, t] of Object.entries(params)) {
-    if (!isTrainable(name, part)) continue;
-    if (!(t instanceof tf.Variable))
-      throw new Error(`param '${name}' is not a tf.Variable, so it cannot be trained`);
-    out[name] = t;
-  }
-  if (Object.keys(out).length === 0) {
-    throw new Error(`trainable '${part}' selects no parameter of this model; pick another --trainable`);
-  }
-  return out;
-}
+import { type LoadedTrainState, loadTrainState, saveTrainState } from './state.js';
 
 /** Loss of one micro-batch, built synchronously (it runs inside tf.variableGrads). */
 export type LossClosure = () => tf.Scalar;
@@ -144,7 +104,7 @@ export type TrainerConfig = Pick<
   | 'keepLast'
   | 'logEvery'
   | 'maxConsecutiveNonFinite'
->;
+> & { allowConfigChange?: boolean };
 
 /** Options of {@link Trainer}. */
 export interface TrainerOptions {
@@ -162,6 +122,21 @@ export interface TrainerOptions {
   schedule?: Schedule;
   /** Monotonic clock in ms (tests). */
   now?: () => number;
+  /** More JSONL logs of the run (e.g. GRPO's rollouts.jsonl) that a resume truncates back to its step. */
+  stepLogs?: string[];
+  /** Info lines (e.g. the settings a resume was allowed to change); default console.error. */
+  info?: (line: string) => void;
+}
+
+/** Outcome of one optimizer update ({@link Trainer.update}). */
+export interface UpdateResult {
+  /** Sum of the micro-batch losses. */
+  loss: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  lr: number;
+  /** True when the gradient was NaN/Inf and the update was dropped. */
+  skipped: boolean;
 }
 
 /** Outcome of one optimizer step. */
@@ -198,6 +173,8 @@ export class Trainer {
   readonly schedule: Schedule;
   readonly guard: NonFiniteGuard;
   private readonly now: () => number;
+  /** Set when the guard stopped the run; thrown by endStep (after the log line) and by any later update. */
+  private stopped: Error | undefined;
 
   constructor(private readonly o: TrainerOptions) {
     const c = o.config;
@@ -221,16 +198,13 @@ export class Trainer {
   }
 
   /**
-   * One optimizer step over the micro-batch closures: accumulate, clip, guard, AdamW at schedule(step), log.
-   * `tokens` (non-pad tokens processed) feeds tokens/s; `extra` fields join the log line (e.g. GRPO rewards).
-   * Throws after `maxConsecutiveNonFinite` non-finite steps in a row.
+   * One optimizer update over the micro-batch closures: accumulate, clip to maxGradNorm, guard, AdamW at `lr`
+   * (default schedule(step)). Does not count a step or log. After `maxConsecutiveNonFinite` non-finite updates in a
+   * row the run stops: `endStep` writes the step's log line, then throws (so does any further `update`).
    */
-  async trainStep(
-    losses: LossClosure[],
-    info: { tokens: number; extra?: Record<string, unknown> } = { tokens: 0 },
-  ): Promise<StepResult> {
-    const t0 = this.now();
-    const lr = this.schedule(this.step);
+  async update(losses: LossClosure[], opts: { lr?: number } = {}): Promise<UpdateResult> {
+    if (this.stopped) throw this.stopped;
+    const lr = opts.lr ?? this.schedule(this.step);
     const { loss, grads: raw } = accumulateGrads(losses, this.params);
     // Clip by folding torch's clip_grad_norm_ factor into AdamW's gradient read (no scaled copy of every gradient).
     const norm = globalNorm(raw);
@@ -245,36 +219,56 @@ export class Trainer {
     } finally {
       tf.dispose([loss, norm, ...Object.values(raw)]);
     }
-    this.step += 1;
+    if (verdict === 'stop') {
+      this.stopped = new Error(
+        `training stopped at step ${this.step + 1}: ${this.guard.consecutive} steps in a row had a non-finite ` +
+          `gradient norm (loss ${lossV}); lower lr, check the data for empty/garbage rows, or raise maxConsecutiveNonFinite`,
+      );
+    }
+    return { loss: lossV, gradNorm: normV, lr, skipped: verdict !== 'ok' };
+  }
+
+  /**
+   * One SFT-style step: {@link update} at schedule(step), then {@link endStep} with the standard log line.
+   * `tokens` (non-pad tokens processed) feeds tokens/s; `extra` fields join the log line.
+   */
+  async trainStep(
+    losses: LossClosure[],
+    info: { tokens: number; extra?: Record<string, unknown> } = { tokens: 0 },
+  ): Promise<StepResult> {
+    const t0 = this.now();
+    const u = await this.update(losses);
     const sec = Math.max(1e-9, (this.now() - t0) / 1000);
     const r: StepResult = {
-      step: this.step,
-      loss: lossV,
-      gradNorm: normV,
-      lr,
-      skipped: verdict !== 'ok',
+      step: this.step + 1,
+      loss: u.loss,
+      gradNorm: u.gradNorm,
+      lr: u.lr,
+      skipped: u.skipped,
       tokensPerSec: info.tokens / sec,
       numTensors: tf.memory().numTensors,
     };
-    this.report(r, info.extra);
-    if (verdict === 'stop') {
-      throw new Error(
-        `training stopped at step ${this.step}: ${this.guard.consecutive} steps in a row had a non-finite gradient ` +
-          `norm (loss ${lossV}); lower lr, check the data for empty/garbage rows, or raise maxConsecutiveNonFinite`,
-      );
-    }
+    const { step, loss, lr, gradNorm, tokensPerSec, numTensors } = r;
+    const rec: StepRecord = { step, loss, lr, gradNorm, tokensPerSec, numTensors, ...info.extra };
+    if (r.skipped) rec.skipped = true;
+    this.endStep(rec, { skipped: r.skipped });
     return r;
   }
 
-  /** Writes the log line (every logEvery steps, and every skipped step) and updates the progress bar. */
-  private report(r: StepResult, extra?: Record<string, unknown>): void {
-    if (r.step % this.o.config.logEvery === 0 || r.skipped || r.step === this.o.totalSteps) {
-      const { step, loss, lr, gradNorm, tokensPerSec, numTensors } = r;
-      const rec: StepRecord = { step, loss, lr, gradNorm, tokensPerSec, numTensors, ...extra };
-      if (r.skipped) rec.skipped = true;
-      this.o.logger?.log(rec);
-    }
-    this.o.progress?.update({ step: r.step, loss: r.loss, lr: r.lr, tokensPerSec: r.tokensPerSec });
+  /**
+   * Counts a finished step (`record.step` must be step + 1) and writes its log line every logEvery steps, on a
+   * skipped update and at the last step; updates the progress bar.
+   */
+  endStep(record: StepRecord, opts: { skipped?: boolean } = {}): void {
+    if (record.step !== this.step + 1)
+      throw new Error(`Trainer.endStep: record.step ${record.step}, expected ${this.step + 1}`);
+    this.step += 1;
+    const c = this.o.config;
+    if (this.step % c.logEvery === 0 || opts.skipped || this.stopped || this.step === this.o.totalSteps)
+      this.o.logger?.log(record);
+    const { loss = Number.NaN, lr = 0, tokensPerSec = 0 } = record;
+    this.o.progress?.update({ step: this.step, loss, lr, tokensPerSec });
+    if (this.stopped) throw this.stopped;
   }
 
   /** Writes an arbitrary record (e.g. eval loss) to the JSONL log at the current step. */
@@ -311,10 +305,22 @@ export class Trainer {
 
   /**
    * Restores weights (assigned into the model's Variables), optimizer, step, rng streams and guard counters from a
-   * checkpoint dir. Returns the loaded state (its `dataPosition` tells the data stream where to continue).
+   * checkpoint dir, after checking that the run's settings did not change (train/resume.ts) and before truncating
+   * the step logs back to the checkpoint's step. Returns the loaded state (its `dataPosition` tells the data stream where to continue).
    */
   async resume(dir: string): Promise<LoadedTrainState> {
     const state = await loadTrainState(dir);
+    const now = this.o.resolvedConfig ?? this.o.config;
+    const changed = checkResumeConfig(
+      dir,
+      state.resolvedConfig,
+      now,
+      this.o.config.allowConfigChange === true,
+    );
+    if (changed.length > 0)
+      (this.o.info ?? console.error)(
+        `resume from ${dir}: continuing with changed settings: ${changed.join('; ')}`,
+      );
     await assignWeights(this.o.model, dir);
     if (!state.optimizerState)
       throw new Error(`resume: ${dir} has no optimizer state (weights-only checkpoint)`);
@@ -330,6 +336,8 @@ export class Trainer {
     }
     this.guard.total = Number(state.extra?.nonFiniteTotal ?? 0);
     this.guard.consecutive = Number(state.extra?.nonFiniteConsecutive ?? 0);
+    // The steps after the checkpoint are run again: drop their old lines so each step is logged once.
+    for (const f of [this.o.logger?.file, ...(this.o.stepLogs ?? [])]) if (f) truncateStepLog(f, state.step);
     return state;
   }
 

@@ -1,7 +1,16 @@
 // JSONL step logger: one JSON object per line in the run dir (STYLE.md "Log JSONL per step").
 // Lines are appended synchronously, so a crash loses at most the line being written. Non-finite numbers (a NaN loss
 // is exactly what a log must show) are written as the strings "NaN", "Infinity", "-Infinity", which plain JSON lacks.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, truncateSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  truncateSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { writeError } from '../io/files.js';
 
@@ -95,4 +104,39 @@ export function readStepLog(file: string): StepRecord[] {
         throw new Error(`${file}:${i + 1}: not a JSON log line (${(e as Error).message})`);
       }
     });
+}
+
+/** The `step` of a JSONL line, or undefined (no numeric step, or not JSON). */
+function lineStep(l: string): number | undefined {
+  try {
+    const at = (JSON.parse(l) as { step?: unknown }).step;
+    return typeof at === 'number' ? at : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Drops every line of a JSONL log whose `step` is after `step` (a resume re-runs those steps, so each step appears
+ * once). Lines without a numeric step are kept; a missing file is left missing. The file keeps its inode (an open
+ * {@link JsonlLogger} appending to it stays valid): a dropped tail is cut with truncate, anything else rewritten.
+ * Returns the number of lines dropped.
+ * @example truncateStepLog('runs/a/log.jsonl', 3); // keeps steps 1..3
+ */
+export function truncateStepLog(file: string, step: number): number {
+  if (!existsSync(file)) return 0;
+  const text = readFileSync(file, 'utf8');
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const drop = lines.map((l) => {
+    const at = lineStep(l);
+    return at !== undefined && at > step;
+  });
+  const dropped = drop.filter(Boolean).length;
+  if (dropped === 0) return 0;
+  const first = drop.indexOf(true);
+  const kept = lines.filter((_, i) => !drop[i]);
+  if (drop.slice(first).every(Boolean)) {
+    truncateSync(file, Buffer.byteLength(kept.map((l) => `${l}\n`).join('')));
+  } else writeFileSync(file, kept.map((l) => `${l}\n`).join(''));
+  return dropped;
 }

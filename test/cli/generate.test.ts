@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenerateArgs, generateCommand, promptMessages, runGenerate } from '../../src/cli/generate.js';
 import { processor } from '../../src/data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
-import { saveWeights } from '../../src/io/checkpoint.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB } from '../../src/model/sampling.js';
+import { saveWeights } from '../../src/model/weights.js';
 import { FIXTURE, ROOT } from '../helpers.js';
 import { capture, runCli } from './run.js';
 

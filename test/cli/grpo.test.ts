@@ -7,7 +7,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/index.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import { ROOT } from '../helpers.js';
-import { capture } from './run.js';
+import { capture, runCli } from './run.js';
 
 const BACKEND = process.env.OVR_TEST_BACKEND ?? 'wasm';
 const TMP = path.join(ROOT, 'runs', 'test-artifacts', `grpo-cli-${process.pid}`);
@@ -125,4 +125,23 @@ describe('ovr-train grpo', () => {
     expect(existsSync(path.join(outDir, 'checkpoint-00000001', 'train_state.json'))).toBe(true);
     expect(existsSync(path.join(outDir, 'checkpoint-00000001', 'model.safetensors'))).toBe(true);
   }, 120_000);
+
+  it('subprocess without --backend: OVR_BACKEND picks the backend, and one line says which and why', async () => {
+    const dir = path.join(TMP, 'env');
+    await mkdir(dir, { recursive: true });
+    const train = path.join(dir, 'prompts.jsonl');
+    await writeFile(train, `${JSON.stringify({ id: 'a', question: 'What is 1+1?', answer: 2 })}\n`);
+    const args = ['grpo', '--model', 'tiny', '--data.train', train, '--out-dir', path.join(dir, 'run')];
+    const flags = ['--steps', '1', '--prompts-per-step', '1', '--num-generations', '2', '--batch-size', '2'];
+    const small = ['--max-response-len', '2', '--reward.workers', '0'];
+    const { stdout, stderr } = await runCli([...args, ...flags, ...small], 180_000, {
+      ...process.env,
+      OVR_BACKEND: 'wasm',
+    });
+    const lines = stderr.split('\n').filter((l) => l.startsWith('ovr backend:'));
+    console.log(lines.join('\n'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^ovr backend: wasm \(forced; .*\[OVR_BACKEND\]$/);
+    expect(stdout).toMatch(/1 step\(s\); last step reward/);
+  }, 200_000);
 });

@@ -33,6 +33,10 @@ const CLI_MAIN =
  * `ovr-train <args>` in a fresh Node process through tsx, from the project root; rejects on a non-zero exit.
  * @example const { stdout } = await runCli(['generate', '--model', dir, '--prompt', 'Hi'], 60_000);
  */
-export async function runCli(args: string[], timeout = 120_000): Promise<{ stdout: string; stderr: string }> {
-  return promisify(execFile)('npx', ['tsx', '-e', CLI_MAIN, ...args], { cwd: ROOT, timeout });
+export async function runCli(
+  args: string[],
+  timeout = 120_000,
+  env: Record<string, string | undefined> = process.env,
+): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)('npx', ['tsx', '-e', CLI_MAIN, ...args], { cwd: ROOT, timeout, env });
 }

@@ -5,7 +5,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type ChatMessage,
   expandImagePads,
-  IGNORE_INDEX,
   inlineImages,
   renderChat,
   renderChatWithSpans,
@@ -13,6 +12,7 @@ import {
 } from '../../src/data/chat.js';
 import { buildPrompt } from '../../src/data/templates.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
+import { IGNORE_INDEX } from '../../src/model/loss.js';
 import { shared } from '../helpers.js';
 
 const HF_TEMPLATE: string = JSON.parse(

@@ -18,7 +18,7 @@ import {
   type TokenizedExample,
   tokenizeExamples,
   toMessages,
-} from '../../src/data/dataset.js';
+} from '../../src/data/index.js';
 import { shared } from '../helpers.js';
 
 const OPTS: RowOptions = {

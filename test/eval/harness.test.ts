@@ -10,9 +10,9 @@ import { initBackend } from '../../src/backend/index.js';
 import { EvalArgs, evalRun } from '../../src/cli/eval.js';
 import { readEvalItems, toItem } from '../../src/eval/data.js';
 import { type EvalRecord, gradeCompletion, summarizeRecords } from '../../src/eval/harness.js';
-import { saveWeights } from '../../src/io/checkpoint.js';
 import { loadConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { saveWeights } from '../../src/model/weights.js';
 import { ROOT, shared } from '../helpers.js';
 
 describe('eval data formats', () => {

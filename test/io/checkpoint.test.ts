@@ -6,17 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  disposeWeights,
-  initKind,
-  initWeights,
-  loadWeights,
-  saveWeights,
-  toLegacyName,
-  type Weights,
-} from '../../src/io/checkpoint.js';
+import { disposeWeights, toLegacyName, type Weights } from '../../src/io/checkpoint.js';
 import { type HostTensor, readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
-import { loadConfig, paramShapes, parseConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
+import { loadConfig, parseConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
+import { initKind, initWeights, paramShapes } from '../../src/model/params.js';
+import { loadWeights, saveWeights } from '../../src/model/weights.js';
 import { FIXTURE } from '../helpers.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'ovr-ck-'));

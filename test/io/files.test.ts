@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadWeights } from '../../src/io/checkpoint.js';
 import { parseJsonLines, parseJsonText, readJsonFile, stripBom, writeError } from '../../src/io/files.js';
 import {
   checkpointsIn,
@@ -19,6 +18,7 @@ import {
 import { LOCK_FILE } from '../../src/io/run_lock.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { loadConfig } from '../../src/model/config.js';
+import { loadWeights } from '../../src/model/weights.js';
 import { JsonlLogger } from '../../src/util/log.js';
 import { FIXTURE } from '../helpers.js';
 

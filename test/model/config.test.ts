@@ -2,15 +2,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import {
-  countParams,
-  describeConfig,
-  headDim,
-  loadConfig,
-  paramShapes,
-  parseConfig,
-  toHubConfig,
-} from '../../src/model/config.js';
+import { headDim, loadConfig, parseConfig, toHubConfig } from '../../src/model/config.js';
+import { countParams, describeConfig, paramShapes } from '../../src/model/params.js';
 import { FIXTURE, ROOT } from '../helpers.js';
 
 const hub3b = (): Record<string, any> =>

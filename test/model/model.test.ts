@@ -92,7 +92,7 @@ describe('training forward', () => {
 
   it('freezing the vision tower = not passing its variables; every passed param gets a nonzero gradient', async () => {
     const { inputs, labels } = imageBatch();
-    const text = model.variables('text');
+    const text = model.variables('lm');
     expect(text.some((v) => v.name.includes('visual'))).toBe(false);
     const r = await gradsOf(inputs, labels, false, text);
     expect(Object.keys(r.grads).length).toBe(text.length);

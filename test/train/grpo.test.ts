@@ -8,12 +8,14 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
+import { PromptStream, rowToPrompt } from '../../src/data/prompts.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
+import { loadModel } from '../../src/model/load.js';
 import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
+import { selectTrainable } from '../../src/model/trainable.js';
 import {
   completionLogprobs,
   type GrpoStepRecord,
-  loadModelSpec,
   lossSettings,
   microBatchGrads,
   trainGrpo,
@@ -23,13 +25,10 @@ import {
   buildTrainRows,
   disposeRows,
   encodePrompt,
-  PromptStream,
   type RewardFunction,
   rolloutPrompts,
-  rowToPrompt,
   scoreCompletions,
 } from '../../src/train/rollout.js';
-import { selectTrainable } from '../../src/train/trainer.js';
 import { readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, FIXTURE, ROOT } from '../helpers.js';
@@ -41,7 +40,7 @@ let tok: QwenTokenizer;
 
 beforeAll(async () => {
   await initBackend({ backend: BACKEND, log: () => {} });
-  model = await loadModelSpec('tiny', 0);
+  model = await loadModel('tiny', { seed: 0 });
   tok = await defaultTokenizer();
   await rm(TMP, { recursive: true, force: true });
   await mkdir(TMP, { recursive: true });
@@ -445,7 +444,7 @@ describe('trainGrpo runs', () => {
       { id: 'txt', question: 'What is 1+1?', answer: '2' },
     ];
     await writeFile(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
-    const m = await loadModelSpec('tiny', 5);
+    const m = await loadModel('tiny', { seed: 5 });
     const keys = [
       'visual.merger.mlp.0.weight',
       'visual.blocks.0.attn.qkv.weight',
@@ -491,7 +490,7 @@ describe('trainGrpo runs', () => {
         klCoef,
         data: { train, promptTemplate: 'qwen' },
       });
-      const m = await loadModelSpec('tiny', 0);
+      const m = await loadModel('tiny', { seed: 0 });
       const onStep = (r: GrpoStepRecord) => {
         counts[k].push(r.numTensors);
         if (k === 'on') recs.push(r);
@@ -512,7 +511,7 @@ describe('trainGrpo runs', () => {
     const train = await promptsFile('resume', 6);
     const reward: RewardFunction = (c) => c.map((s) => (s.length % 2 ? 1 : 0));
     const run = async (outDir: string, over: Record<string, unknown>) => {
-      const m = await loadModelSpec('tiny', 3);
+      const m = await loadModel('tiny', { seed: 3 });
       try {
         const cfg = baseCfg({
           outDir,

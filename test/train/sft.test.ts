@@ -12,9 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../src/data/chat.js';
 import type { TokenizeFn } from '../../src/data/dataset.js';
 import { processImage } from '../../src/data/image.js';
-import { loadWeights } from '../../src/io/checkpoint.js';
+import { loadModel } from '../../src/model/load.js';
+import { causalLmLoss } from '../../src/model/loss.js';
+import { loadWeights } from '../../src/model/weights.js';
 import { SftConfig } from '../../src/train/config.js';
-import { loadModelSpec, lossTokens, type SftDeps, sftLoss, trainSft } from '../../src/train/sft.js';
+import { lossTokens, type SftDeps, trainSft } from '../../src/train/sft.js';
 import { listCheckpoints } from '../../src/train/state.js';
 import { readStepLog } from '../../src/util/log.js';
 import { expectClose, FIXTURE, maxDiff, ROOT } from '../helpers.js';
@@ -126,7 +128,7 @@ describe('trainSft', () => {
       { outDir: path.join(tmp, 'fixed'), steps: 20, trainable: 'lm', warmupSteps: 2 },
       { train },
     );
-    const model = await loadModelSpec(c.model, c.seed);
+    const model = await loadModel(c.model, { seed: c.seed });
     const before = await paramsOf(model.params);
     const r = await trainSft(c, deps({ model }));
     const after = await paramsOf(model.params);
@@ -157,7 +159,7 @@ describe('trainSft', () => {
         { outDir: path.join(tmp, `acc${batchSize}`), steps: 1, batchSize, gradAccumSteps },
         { train },
       );
-      const model = await loadModelSpec(c.model, c.seed);
+      const model = await loadModel(c.model, { seed: c.seed });
       const r = await trainSft(c, deps({ model }));
       const p = await paramsOf(model.params);
       model.dispose();
@@ -241,7 +243,7 @@ describe('trainSft', () => {
       { outDir: path.join(tmp, 'img'), steps: 1, trainable: 'all' },
       { train, imageRoot: path.join(FIXTURE, 'images') },
     );
-    const model = await loadModelSpec(c.model, c.seed);
+    const model = await loadModel(c.model, { seed: c.seed });
     const before = await paramsOf(model.params);
     const r = await trainSft(c, deps({ model }));
     const after = await paramsOf(model.params);
@@ -267,8 +269,8 @@ describe('trainSft', () => {
     expect(packed.losses.every(Number.isFinite)).toBe(true);
   });
 
-  it('sftLoss (LM head only at label positions) equals model.loss in value and gradients', async () => {
-    const model = await loadModelSpec(modelJson, 9);
+  it('the trainer loss (fused model.loss) equals the full-logits reference causalLmLoss in value and gradients', async () => {
+    const model = await loadModel(modelJson, { seed: 9 });
     const inputs = {
       inputIds: [
         [2, 20, 21, 3, 30, 31, 4],
@@ -285,9 +287,17 @@ describe('trainSft', () => {
     ];
     const n = lossTokens(labels);
     const vars = Object.values(model.params) as tf.Variable[];
-    const ref = tf.variableGrads(() => model.loss(inputs, labels, { numItemsInBatch: n }), vars);
-    const got = tf.variableGrads(() => sftLoss(model, inputs, labels, n), vars);
-    expectClose(await got.value.data(), await ref.value.data(), 1e-6, 'sftLoss vs model.loss');
+    const ref = tf.variableGrads(
+      () => causalLmLoss(model.forward(inputs).logits, labels, { numItemsInBatch: n }),
+      vars,
+    );
+    const got = tf.variableGrads(() => model.loss(inputs, labels, { numItemsInBatch: n }), vars);
+    expectClose(
+      await got.value.data(),
+      await ref.value.data(),
+      1e-6,
+      'model.loss vs the full-logits reference',
+    );
     let worst = 0;
     for (const v of vars) {
       const g = got.grads[v.name];
@@ -311,7 +321,7 @@ describe('trainSft', () => {
   });
 
   it('names the culprit for a bad model spec and an empty dataset', async () => {
-    await expect(loadModelSpec(path.join(tmp, 'nope'), 0)).rejects.toThrow(
+    await expect(loadModel(path.join(tmp, 'nope'), { seed: 0 })).rejects.toThrow(
       /is not 'tiny', a config.json path or a model directory/,
     );
     const empty = await writeJsonl('empty.jsonl', ['']);

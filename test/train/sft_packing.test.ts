@@ -1,5 +1,5 @@
-// Packed SFT is exactly unpacked SFT: on the tiny model (256-row vocabulary, character tokenizer), sftLoss on packed
-// rows equals sftLoss on the same examples one per row (same normaliser) within 1e-5, and every parameter's gradient
+// Packed SFT is exactly unpacked SFT: on the tiny model (256-row vocabulary, character tokenizer), the trainer's loss (model.loss) on packed
+// rows equals it on the same examples one per row (same normaliser) within 1e-5, and every parameter's gradient
 // within 1e-4 of its max |g| (text rows, rows with images, recomputed layers); batchInputs hands segmentIds to the
 // model only for packed batches; and trainSft with packing gives the same loss curve and weights as without.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,12 +8,14 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collate } from '../../src/data/batches.js';
 import type { ChatMessage } from '../../src/data/chat.js';
-import { collate, type TokenizedExample } from '../../src/data/dataset.js';
+import type { TokenizedExample } from '../../src/data/dataset.js';
 import { processImage } from '../../src/data/image.js';
+import { loadModel } from '../../src/model/load.js';
 import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { SftConfig } from '../../src/train/config.js';
-import { batchInputs, loadModelSpec, lossTokens, sftLoss, trainSft } from '../../src/train/sft.js';
+import { batchInputs, lossTokens, trainSft } from '../../src/train/sft.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { expectClose, FIXTURE, maxDiff, ROOT } from '../helpers.js';
 
@@ -72,21 +74,21 @@ beforeAll(async () => {
       vision_end_token_id: 255,
     }),
   );
-  model = await loadModelSpec(modelJson, 5);
+  model = await loadModel(modelJson, { seed: 5 });
 });
 afterAll(async () => {
   model?.dispose();
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** sftLoss value and gradients (all params) of `rows` collated as given; tensors freed, inputs too. */
+/** model.loss value and gradients (all params) of `rows` collated as given; tensors freed, inputs too. */
 async function lossAndGrads(rows: TokenizedExample[][], numItems: number, recompute = false) {
   const batch = collate(rows, 0, 'right');
   const inputs = await batchInputs(batch);
   const vars = Object.values(model.params) as tf.Variable[];
   const before = tf.memory().numTensors;
   const { value, grads } = tf.variableGrads(
-    () => sftLoss(model, inputs, batch.labels, numItems, { recompute }),
+    () => model.loss(inputs, batch.labels, { numItemsInBatch: numItems, recompute }),
     vars,
   );
   const loss = (await value.data())[0];
@@ -96,7 +98,7 @@ async function lossAndGrads(rows: TokenizedExample[][], numItems: number, recomp
     if (gv) g.set(key, (await gv.data()) as Float32Array);
   }
   tf.dispose([value, ...Object.values(grads)]);
-  expect(tf.memory().numTensors, 'sftLoss + gradients left tensors behind').toBe(before);
+  expect(tf.memory().numTensors, 'model.loss + gradients left tensors behind').toBe(before);
   tf.dispose(inputs.pixelValues ?? []);
   return { loss, grads: g, batch, inputs };
 }
@@ -175,8 +177,8 @@ describe('packed SFT equals unpacked SFT', () => {
     const packed = collate([[ex[0], ex[1], ex[2], ex[3]]], 0, 'right');
     const inputs = await batchInputs(packed);
     const n = lossTokens(packed.labels);
-    const withSeg = sftLoss(model, inputs, packed.labels, n);
-    const without = sftLoss(model, { ...inputs, segmentIds: undefined }, packed.labels, n);
+    const withSeg = model.loss(inputs, packed.labels, { numItemsInBatch: n });
+    const without = model.loss({ ...inputs, segmentIds: undefined }, packed.labels, { numItemsInBatch: n });
     const [a, b] = [(await withSeg.data())[0], (await without.data())[0]];
     tf.dispose([withSeg, without]);
     console.log(`packed loss with segmentIds ${a}, plain causal row ${b}`);
@@ -207,7 +209,7 @@ describe('packed SFT equals unpacked SFT', () => {
         maxSeqLen: 128,
         data: { train, format: 'messages' },
       });
-      const m = await loadModelSpec(modelJson, 5);
+      const m = await loadModel(modelJson, { seed: 5 });
       const tok = async (msgs: ChatMessage[]) => tokenize(msgs);
       const r = await trainSft(c, { model: m, tokenize: tok, padId: 0, progress: null, info: () => {} });
       const w = new Map<string, Float32Array>();

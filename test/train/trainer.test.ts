@@ -9,15 +9,9 @@ import '@tensorflow/tfjs-backend-cpu';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
-import { TRAINABLE_PARTS } from '../../src/train/config.js';
+import { isTrainableParam, selectTrainable, TRAINABLE_PARTS } from '../../src/model/trainable.js';
 import { listCheckpoints } from '../../src/train/state.js';
-import {
-  accumulateGrads,
-  isTrainable,
-  selectTrainable,
-  Trainer,
-  type TrainerConfig,
-} from '../../src/train/trainer.js';
+import { accumulateGrads, Trainer, type TrainerConfig } from '../../src/train/trainer.js';
 import { JsonlLogger, readStepLog } from '../../src/util/log.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectClose, ROOT } from '../helpers.js';
@@ -90,7 +84,7 @@ describe('trainable parts', () => {
       'visual.merger.mlp.0.weight',
     ];
     const table = Object.fromEntries(
-      TRAINABLE_PARTS.map((p) => [p, names.map((n) => (isTrainable(n, p) ? 1 : 0)).join('')]),
+      TRAINABLE_PARTS.map((p) => [p, names.map((n) => (isTrainableParam(n, p) ? 1 : 0)).join('')]),
     );
     expect(table).toEqual({ all: '11111', lm: '11000', vision: '00111', 'lm+merger': '11001' });
   });
