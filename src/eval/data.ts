@@ -5,8 +5,8 @@
 // Every row becomes one EvalItem; the format is detected per row from its fields.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseJsonLines } from '../io/files.js';
 import { scalarText } from '../data/rows.js';
+import { parseJsonLines } from '../io/files.js';
 
 export type EvalFormat = 'math500' | 'mathvision' | 'mathverse';
 
