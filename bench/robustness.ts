@@ -329,7 +329,12 @@ const CASES: Case[] = [
     run: async () => {
       const dir = path.join(tmp, 'sigint');
       const run = startCli(sft(dir, ['--steps', '50', '--save-every', '0']));
-      await waitFor(run, () => readdirSync(tmp).includes('sigint') && readdirSync(dir).includes('log.jsonl'));
+      await waitFor(
+        run,
+        () =>
+          readdirSync(tmp).includes('sigint') &&
+          readFileSync(path.join(dir, 'log.jsonl'), 'utf8').includes('"step"'),
+      );
       const t0 = Date.now();
       run.child.kill('SIGINT');
       const r = await run.done;
