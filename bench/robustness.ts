@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import {
   cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -332,7 +333,7 @@ const CASES: Case[] = [
       await waitFor(
         run,
         () =>
-          readdirSync(tmp).includes('sigint') &&
+          existsSync(path.join(dir, 'log.jsonl')) &&
           readFileSync(path.join(dir, 'log.jsonl'), 'utf8').includes('"step"'),
       );
       const t0 = Date.now();
