@@ -8,6 +8,7 @@ import { BACKEND_NAMES } from '../backend/index.js';
 import { type DemoOptions, demoDefaults } from '../demo/options.js';
 import { runDemo } from '../demo/pipeline.js';
 import { TASK_KINDS } from '../demo/tasks.js';
+import { openRunFolder } from '../io/run_folder.js';
 import { startCommand } from './common.js';
 
 /** Flags of `ovr-train demo`; unset numbers fall back to the tuned defaults of `demoDefaults(quick)`. */
@@ -92,6 +93,15 @@ export async function demoCommand(argv: string[]): Promise<number> {
   if ('exit' in p) return p.exit;
   const o = demoOptions(p.config as z.output<typeof DemoArgs>);
   o.backend = p.backend.name;
-  await runDemo(o);
+  // Before anything is written: a demo run needs a folder of its own (there is no resume of a demo).
+  const lock = openRunFolder(o.out, {
+    command: 'ovr-train demo',
+    fix: 'give --out a new folder (each demo run writes a fresh one; the default is runs/demo-<timestamp>)',
+  });
+  try {
+    await runDemo(o);
+  } finally {
+    lock.release();
+  }
   return 0;
 }

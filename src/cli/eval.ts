@@ -11,6 +11,7 @@ import { PROMPT_TEMPLATES } from '../data/templates.js';
 import { defaultTokenizer, loadTokenizer } from '../data/tokenizer.js';
 import { readEvalItems } from '../eval/data.js';
 import { type Breakdown, type EvalSummary, runEval, summarizeRecords } from '../eval/harness.js';
+import { openRunFolder } from '../io/run_folder.js';
 import { loadModel } from '../model/load.js';
 import { startCommand } from './common.js';
 
@@ -57,6 +58,10 @@ export const EvalArgs = z
       .describe('upper bound on image pixels after resizing'),
     seed: z.number().int().min(0).default(0).describe('sampling seed'),
     out: z.string().optional().describe('output folder (default runs/eval-<timestamp>)'),
+    overwrite: z
+      .boolean()
+      .default(false)
+      .describe('replace the results in an --out folder that already holds some (default: refuse)'),
     backend: z.enum(BACKEND_NAMES).optional().describe('tfjs backend (default: OVR_BACKEND or auto)'),
   })
   .strict();
@@ -92,13 +97,32 @@ export async function evalRun(
       `${a.model} is a demo checkpoint (it has ${COMPACT_VOCAB_FILE}: a compact vocabulary that cannot encode benchmark text); evaluate a model with the full Qwen vocabulary`,
     );
   }
+  const out = a.out ?? `runs/eval-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  // Checked before the model is loaded: a taken --out fails in a second, not after the whole eval.
+  const lock = openRunFolder(out, {
+    command: 'ovr-train eval',
+    overwrite: a.overwrite,
+    fix: 'pass --overwrite to replace its results, or choose another --out',
+  });
+  try {
+    return await evalInto(a, out, say);
+  } finally {
+    lock.release();
+  }
+}
+
+/** evalRun inside the locked output folder. */
+async function evalInto(
+  a: EvalArgsT,
+  out: string,
+  say: (l: string) => void,
+): Promise<EvalSummary & { out: string }> {
   const t0 = performance.now();
   const items = await readEvalItems(a.data, a.limit);
   const tok = existsSync(path.join(a.model, 'tokenizer.json'))
     ? await loadTokenizer(a.model)
     : await defaultTokenizer();
   const model = await loadModel(a.model, { seed: a.seed ?? 0, adapter: a.adapter });
-  const out = a.out ?? `runs/eval-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   try {
     const records = await runEval(model, tok, items, {
       samples: a.samples,

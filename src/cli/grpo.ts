@@ -1,7 +1,9 @@
 // `ovr-train grpo --config run.json [--flags]`: GRPO with the verifiable math reward (src/train/grpo.ts).
 // Flags follow GrpoConfig (kebab-case, nested with dots: --data.train, --reward.format); precedence is
 // defaults < --config file < flags. `--help` lists every field with its description and default.
+
 import { GrpoConfig } from '../train/grpo_config.js';
+import { SIGNAL_EXIT } from '../util/interrupt.js';
 import { startCommand } from './common.js';
 
 const PROG = 'ovr-train grpo';
@@ -27,5 +29,5 @@ export async function grpoCommand(argv: string[]): Promise<number> {
   console.log(
     `${PROG}: log ${res.logFile}, rollouts ${res.rolloutsFile}${res.lastCheckpoint ? `, checkpoint ${res.lastCheckpoint}` : ''}`,
   );
-  return 0;
+  return res.interrupted ? SIGNAL_EXIT[res.interrupted] : 0;
 }

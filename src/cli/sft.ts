@@ -1,7 +1,9 @@
 // `ovr-train sft --config run.json [--flags]`: supervised fine-tuning (the linguistic cold start) with SftConfig.
 // Parses once (defaults < file < flags), starts the backend, runs trainSft and prints a one-line JSON summary.
+
 import { SftConfig } from '../train/config.js';
 import { trainSft } from '../train/sft.js';
+import { SIGNAL_EXIT } from '../util/interrupt.js';
 import { startCommand } from './common.js';
 
 const SUMMARY =
@@ -29,5 +31,5 @@ export async function sftCommand(argv: string[]): Promise<number> {
       backend,
     }),
   );
-  return 0;
+  return r.interrupted ? SIGNAL_EXIT[r.interrupted] : 0;
 }

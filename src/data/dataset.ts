@@ -7,6 +7,7 @@ import { lastBoxed } from '../reward/extract.js';
 import type { ChatMessage, ContentPart } from './chat.js';
 import { type JsonlRow, readJsonl, rowField, rowImages, rowObject, rowQuestion } from './rows.js';
 import { ORZ_INSTRUCTION, ORZ_PREAMBLE, QWEN_COT_SUFFIX } from './templates.js';
+import type { TooLongSample } from './too_long.js';
 
 /** A training conversation with the image paths its image parts refer to (in order). */
 export interface SftExample {
@@ -19,6 +20,8 @@ export interface SftExample {
 export interface TokenizedSeq {
   inputIds: number[];
   labels: number[];
+  /** [t, h, w] per image, in order (the processor's; used to explain samples too long with their images). */
+  imageGridThw?: number[][];
 }
 
 /** The processor's job, passed in: messages (image parts carry paths) -> ids and labels. */
@@ -207,8 +210,9 @@ export async function tokenizeExamples(
   examples: SftExample[],
   tokenize: TokenizeFn,
   maxSeqLen: number,
-): Promise<{ examples: TokenizedExample[]; truncated: number; dropped: number }> {
+): Promise<{ examples: TokenizedExample[]; truncated: number; dropped: number; tooLong: TooLongSample[] }> {
   const out: TokenizedExample[] = [];
+  const tooLong: TooLongSample[] = [];
   let truncated = 0;
   let dropped = 0;
   for (const ex of examples) {
@@ -224,9 +228,14 @@ export async function tokenizeExamples(
     // A cut could split an image's pad tokens from its features, so truncated rows with images are dropped.
     if (labels.every((l) => l === IGNORE_INDEX) || (cut && ex.images.length > 0)) {
       dropped++;
+      if (cut && ex.images.length > 0) {
+        const grids = t.imageGridThw ?? [];
+        const images = ex.images.map((file, i) => ({ file, gridThw: grids[i] ?? [1, 0, 0] }));
+        tooLong.push({ where: ex.where, tokens: t.inputIds.length, images });
+      }
       continue;
     }
     out.push({ inputIds: t.inputIds.slice(0, maxSeqLen), labels, images: ex.images });
   }
-  return { examples: out, truncated, dropped };
+  return { examples: out, truncated, dropped, tooLong };
 }

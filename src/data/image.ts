@@ -58,6 +58,7 @@ function blendOnWhite(c: number, a: number): number {
 export function toRgb(img: RawImage, alpha: AlphaMode = 'drop'): RawImage {
   const { data, height, width, channels: c } = img;
   if (c < 1 || c > 4) throw new Error(`toRgb: unsupported channel count ${c} (expected 1-4)`);
+  if (c === 3) return img; // already packed RGB: no copy (a 100 MP photo is 300 MB)
   const hasAlpha = c === 2 || c === 4;
   const color = c >= 3;
   const out = new Uint8Array(height * width * 3);
@@ -79,27 +80,8 @@ export function toRgb(img: RawImage, alpha: AlphaMode = 'drop'): RawImage {
  */
 export async function loadImage(input: ImageInput, opts: LoadImageOptions = {}): Promise<RawImage> {
   const limit = opts.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS;
-  let bytes: Uint8Array;
-  try {
-    bytes = typeof input === 'string' ? await readFile(input) : input;
-  } catch (e) {
-    throw new Error(`cannot read image ${describe(input)}: ${(e as Error).message}`);
-  }
-  let meta: Metadata;
-  try {
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw new Error(
-      `cannot decode image ${describe(input)} (corrupt or unsupported format): ${(e as Error).message}`,
-    );
-  }
-  const pixels = (meta.width ?? 0) * (meta.height ?? 0);
-  if (pixels > limit) {
-    throw new Error(
-      `image ${describe(input)} is ${meta.width}x${meta.height} = ${pixels} pixels, over the limit of ${limit} ` +
-        '(decompression-bomb guard). Downscale it first or raise maxInputPixels if you trust the file.',
-    );
-  }
+  const bytes = await readBytes(input);
+  await readHeader(input, bytes, limit);
   try {
     // keepIccProfile: no colour management, like Pillow (sharp would otherwise convert an embedded profile to sRGB).
     const { data, info } = await sharp(bytes, { limitInputPixels: limit, failOn: 'error' })
@@ -113,6 +95,67 @@ export async function loadImage(input: ImageInput, opts: LoadImageOptions = {}):
       `cannot decode image ${describe(input)} (corrupt or unsupported format): ${(e as Error).message}`,
     );
   }
+}
+
+async function readBytes(input: ImageInput): Promise<Uint8Array> {
+  try {
+    return typeof input === 'string' ? await readFile(input) : input;
+  } catch (e) {
+    throw new Error(`cannot read image ${describe(input)}: ${(e as Error).message}`);
+  }
+}
+
+/** Size from the file header only (no pixel decoding); refuses more than `limit` pixels, naming the image. */
+async function readHeader(input: ImageInput, bytes: Uint8Array, limit: number): Promise<[number, number]> {
+  let meta: Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw new Error(
+      `cannot decode image ${describe(input)} (corrupt or unsupported format): ${(e as Error).message}`,
+    );
+  }
+  // Multi-page formats (GIF, TIFF): the first page is decoded, like Pillow.
+  const height = meta.pageHeight ?? meta.height ?? 0;
+  const width = meta.width ?? 0;
+  const pixels = width * height;
+  if (pixels > limit) {
+    throw new Error(
+      `image ${describe(input)} is ${width}x${height} = ${pixels} pixels, over the limit of ${limit} ` +
+        '(decompression-bomb guard). Downscale it first or raise maxInputPixels if you trust the file.',
+    );
+  }
+  return [height, width];
+}
+
+/** What an image will become, known from its header alone. */
+export interface ImageProbe {
+  /** Stored size [H, W]. */
+  size: [number, number];
+  /** Size after smart_resize, [H, W]. */
+  resized: [number, number];
+  /** [grid_t, grid_h, grid_w] in patch units. */
+  gridThw: [number, number, number];
+  /** `<|image_pad|>` tokens the image takes in the prompt: t·h·w / merge². */
+  tokens: number;
+}
+
+/**
+ * Reads only the header of an image (file path or bytes) and returns its size, smart_resize target, grid and token
+ * count, without decoding pixels: a 100-megapixel photo is sized in milliseconds. Errors name the image.
+ * @example (await probeImage('photo.jpg', { maxPixels: 1280 * 28 * 28 })).tokens // <= 1280
+ */
+export async function probeImage(input: ImageInput, opts: ImageProcessorOptions = {}): Promise<ImageProbe> {
+  const bytes = await readBytes(input);
+  const size = await readHeader(input, bytes, opts.maxInputPixels ?? DEFAULT_MAX_INPUT_PIXELS);
+  let resized: [number, number];
+  try {
+    resized = smartResize(size[0], size[1], opts);
+  } catch (e) {
+    throw new Error(`image ${describe(input)}: ${(e as Error).message}`);
+  }
+  const gridThw: [number, number, number] = [1, resized[0] / PATCH_SIZE, resized[1] / PATCH_SIZE];
+  return { size, resized, gridThw, tokens: (gridThw[1] * gridThw[2]) / MERGE_SIZE ** 2 };
 }
 
 function dims(info: OutputInfo): { height: number; width: number; channels: number } {

@@ -15,8 +15,11 @@ import {
 import {
   concatImages,
   type ImageInput,
+  type ImageProbe,
   type ImageProcessorOptions,
   PATCH_DIM,
+  type ProcessedImage,
+  probeImage,
   processImage,
 } from './image.js';
 import { defaultTokenizer, type QwenTokenizer } from './tokenizer.js';
@@ -35,6 +38,11 @@ export interface ProcessorOptions extends ImageProcessorOptions, Omit<RenderOpti
   addGenerationPrompt?: boolean;
   /** Tokenizer to use; default {@link defaultTokenizer}. */
   tokenizer?: QwenTokenizer;
+  /**
+   * Default true. false: image sizes come from the file headers only (no pixel decoding, no `pixelValues`), for
+   * token counts and labels: tokenizing a dataset then costs no image decoding, whatever the image sizes.
+   */
+  pixels?: boolean;
 }
 
 export interface ProcessorOutput {
@@ -118,6 +126,20 @@ function encodeSample(
   } satisfies Encoded;
 }
 
+/**
+ * Grids (and pixels unless `pixels: false`) of every image in order. Images are decoded one after another, so a batch
+ * of large photos never holds more than one decoded photo at a time.
+ */
+async function processAll(
+  images: ImageInput[],
+  opts: ProcessorOptions,
+): Promise<(ProcessedImage | ImageProbe)[]> {
+  if (opts.pixels === false) return Promise.all(images.map((img) => probeImage(img, opts)));
+  const out: ProcessedImage[] = [];
+  for (const img of images) out.push(await processImage(img, opts));
+  return out;
+}
+
 /** Pad rows to the longest with `value` on the given side. */
 export function padRows(rows: number[][], value: number, side: 'left' | 'right'): number[][] {
   const T = Math.max(...rows.map((r) => r.length));
@@ -151,7 +173,10 @@ export async function processor(
       `${queue.length} image(s) in 'images' were not used: the messages have fewer image parts`,
     );
   }
-  const processed = await Promise.all(samples.flatMap((s) => s.images).map((img) => processImage(img, opts)));
+  const processed = await processAll(
+    samples.flatMap((s) => s.images),
+    opts,
+  );
   let k = 0;
   const expanded = samples.map((s) => {
     const counts = s.images.map(() => {
@@ -178,8 +203,10 @@ export async function processor(
       IGNORE_INDEX,
       side,
     );
-  if (processed.length > 0) {
-    const { pixelValues, imageGridThw } = concatImages(processed);
+  if (processed.length > 0 && opts.pixels === false) {
+    out.imageGridThw = processed.map((p) => [...p.gridThw]);
+  } else if (processed.length > 0) {
+    const { pixelValues, imageGridThw } = concatImages(processed as ProcessedImage[]);
     Object.assign(out, {
       pixelValues,
       imageGridThw,

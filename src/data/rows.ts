@@ -1,8 +1,8 @@
 // JSONL rows: the one reader (line-numbered errors) and the one row parser every command uses (SFT, GRPO, eval):
 // field lookup with 'auto' candidates, gold answers of any JSON scalar type (`"answer": 72`, `true`, `"72"` are read
-// the same way), the last \boxed{} of a solution as the fallback gold (the reward's `lastBoxed`), and image paths.
-import { readFile } from 'node:fs/promises';
+// the same way), the last \boxed{} of a solution as the fallback gold (the reward's `findBoxes`, last box alone), and image paths.
 import path from 'node:path';
+import { readJsonLines } from '../io/files.js';
 import { findBoxes } from '../reward/extract.js';
 
 /** One parsed row: JSON value plus where it came from, for error messages. */
@@ -14,29 +14,12 @@ export interface JsonlRow {
 }
 
 /**
- * Reads a JSONL file; blank lines are skipped; a bad line throws `file:line: ...`.
+ * Reads a JSONL file (io/files.ts: UTF-8 BOM stripped, blank lines skipped); a bad line throws `file:line: ...`.
  * @example const rows = await readJsonl('data/train.jsonl', { limit: 100 });
  */
 export async function readJsonl(file: string, opts: { limit?: number } = {}): Promise<JsonlRow[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read dataset ${file}: ${(e as Error).message}`);
-  }
-  const out: JsonlRow[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length && out.length < (opts.limit ?? Number.POSITIVE_INFINITY); i++) {
-    if (lines[i].trim() === '') continue;
-    try {
-      out.push({ file, line: i + 1, value: JSON.parse(lines[i]) });
-    } catch (e) {
-      throw new Error(
-        `${file}:${i + 1}: invalid JSON (${(e as Error).message}); each line must be one JSON object`,
-      );
-    }
-  }
-  return out;
+  const lines = await readJsonLines(file, 'dataset', opts.limit);
+  return lines.map(({ line, value }) => ({ file, line, value }));
 }
 
 /**

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { scalarText } from '../data/rows.js';
+import { parseJsonLines } from '../io/files.js';
 
 export type EvalFormat = 'math500' | 'mathvision' | 'mathverse';
 
@@ -93,18 +94,10 @@ export async function readEvalItems(file: string, limit?: number): Promise<EvalI
   });
   const dir = path.dirname(path.resolve(file));
   const items: EvalItem[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length && (limit === undefined || items.length < limit); i++) {
-    if (!lines[i].trim()) continue;
-    let row: unknown;
-    try {
-      row = JSON.parse(lines[i]);
-    } catch (e) {
-      throw new Error(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
-    }
+  for (const { line, value: row } of parseJsonLines(text, file, limit)) {
     if (!row || typeof row !== 'object' || Array.isArray(row))
-      throw new Error(`${file}:${i + 1}: expected a JSON object`);
-    items.push(toItem(row as Row, `${file}:${i + 1}`, dir));
+      throw new Error(`${file}:${line}: expected a JSON object`);
+    items.push(toItem(row as Row, `${file}:${line}`, dir));
   }
   if (items.length === 0) throw new Error(`${file}: no rows`);
   return items;

@@ -6,6 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { withWriteContext } from './files.js';
 import {
   type HostTensor,
   SafetensorsCheckpoint,
@@ -86,6 +87,26 @@ export function planLoad(
   return { load, dropTiedHead, problems };
 }
 
+/** Throws naming the tensor when a float weight holds NaN or ±Inf (a damaged file or a diverged run's save). */
+export function assertFinite(t: HostTensor, name: string, source: string): void {
+  if (!(t.data instanceof Float32Array)) return;
+  const d = t.data;
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < d.length; i++) {
+    if (d[i] - d[i] !== 0) {
+      if (first < 0) first = i;
+      bad++;
+    }
+  }
+  if (bad > 0) {
+    throw new Error(
+      `${source}: tensor ${name} has ${bad} non-finite value(s) (NaN or Inf; first at flat index ${first}, ` +
+        `value ${d[first]}). The file is damaged or was saved after training diverged: load an earlier checkpoint.`,
+    );
+  }
+}
+
 function variableFrom(t: HostTensor): tf.Variable {
   // tidy disposes the temporary tensor; the Variable keeps its data.
   return tf.tidy(() => tf.variable(tf.tensor(t.data as Float32Array, t.shape, 'float32'), true));
@@ -138,6 +159,7 @@ export async function readWeights(
     let index = 0;
     for (const [legacy, key] of plan.load) {
       const t = await ck.read(key);
+      assertFinite(t, key, ck.source);
       out[legacy] = variableFrom(t);
       opts.onProgress?.({ name: legacy, index: index++, total: plan.load.size, bytes: t.data.byteLength });
     }
@@ -189,6 +211,9 @@ export async function writeWeights(
   const dtype = opts.dtype ?? 'BF16';
   const files = await writeSafetensorsDir(dir, sources, { dtype, maxShardBytes: opts.maxShardBytes });
   const hub = hubConfig(dtype === 'BF16' ? 'bfloat16' : 'float32');
-  await writeFile(path.join(dir, 'config.json'), `${JSON.stringify(hub, null, 2)}\n`);
+  const cfgFile = path.join(dir, 'config.json');
+  await withWriteContext(cfgFile, 'model config', () =>
+    writeFile(cfgFile, `${JSON.stringify(hub, null, 2)}\n`),
+  );
   return [...files, 'config.json'];
 }

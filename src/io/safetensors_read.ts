@@ -1,8 +1,10 @@
 // safetensors reading: a lazy single-file reader, a sharded-checkpoint reader (HF `model.safetensors.index.json`),
 // and `readSafetensors` (everything into memory). Reads are validated before any large allocation; a malformed file
 // gives ONE error naming the file and the tensor. Format and header checks live in safetensors_format.ts.
-import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { readJsonFile } from './files.js';
+import { runFolderHint } from './run_folder.js';
 import {
   CHUNK,
   type HostTensor,
@@ -247,16 +249,11 @@ async function resolveCheckpoint(p: string): Promise<string> {
   for (const f of [INDEX_FILE, 'model.safetensors']) {
     if (await stat(path.join(p, f)).catch(() => undefined)) return path.join(p, f);
   }
-  throw new Error(`${p}: no ${INDEX_FILE} or model.safetensors in this directory`);
+  throw new Error(`${p}: no ${INDEX_FILE} or model.safetensors in this directory.${runFolderHint(p)}`);
 }
 
 async function readIndex(file: string): Promise<Record<string, string>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: cannot read the shard index: ${(e as Error).message}`);
-  }
+  const json = await readJsonFile(file, 'shard index');
   const wm = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof wm !== 'object' || wm === null || Array.isArray(wm))
     throw new Error(`${file}: missing "weight_map" object`);

@@ -1,7 +1,8 @@
 // safetensors writing: one file (atomic temp + rename, data fetched one tensor at a time) or an HF checkpoint folder
 // (single `model.safetensors` or `model-0000k-of-0000n` shards + index). Floats as F32 or BF16, int32 as I32, uint8 as U8.
-import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { withWriteContext, writeError } from './files.js';
 import { BYTES, CHUNK, f32ToBf16Bits, type HostTensor, INDEX_FILE, numel } from './safetensors_format.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -53,6 +54,18 @@ function encode(t: TensorSource, data: HostTensor['data'], f: 'F32' | 'BF16'): U
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/**
+ * Writes all of `buf`. A write(2) may write fewer bytes than asked without an error (a disk filling up does exactly
+ * that); the next call then reports the cause (ENOSPC), so a short write is never taken for a complete one.
+ */
+async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off);
+    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    off += bytesWritten;
+  }
+}
+
 /** Writes one safetensors file atomically (temp file + rename), fetching each tensor's data only when it is written. */
 export async function writeSafetensorsFrom(
   file: string,
@@ -61,11 +74,11 @@ export async function writeSafetensorsFrom(
 ): Promise<void> {
   const { bytes, order } = buildHeader(tensors, opts);
   const byName = new Map(tensors.map((t) => [t.name, t]));
-  await mkdir(path.dirname(file), { recursive: true });
+  await withWriteContext(file, 'safetensors file', () => mkdir(path.dirname(file), { recursive: true }));
   const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
-  const fh = await open(tmp, 'w');
+  const fh = await withWriteContext(file, 'safetensors file', () => open(tmp, 'w'));
   try {
-    await fh.write(bytes);
+    await writeAll(fh, bytes);
     for (const name of order) {
       const t = byName.get(name)!;
       const data = await t.data();
@@ -73,16 +86,18 @@ export async function writeSafetensorsFrom(
         throw new Error(`tensor "${name}": declared ${t.dtype} but data is ${data.constructor.name}`);
       const buf = encode(t, data, opts.dtype ?? 'F32');
       for (let off = 0; off < buf.length; off += CHUNK)
-        await fh.write(buf.subarray(off, Math.min(buf.length, off + CHUNK)));
+        await writeAll(fh, buf.subarray(off, Math.min(buf.length, off + CHUNK)));
     }
     await fh.sync();
   } catch (e) {
-    await fh.close();
+    await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
-    throw e;
+    throw writeError(e, file, 'safetensors file');
   }
-  await fh.close();
-  await rename(tmp, file);
+  await withWriteContext(file, 'safetensors file', async () => {
+    await fh.close();
+    await rename(tmp, file);
+  });
 }
 
 const HOST_OF = (d: HostTensor['data']): HostTensor['dtype'] =>
@@ -170,8 +185,10 @@ export async function writeSafetensorsDir(
     const sorted = Object.fromEntries(Object.entries(weight_map).sort(([a], [b]) => (a < b ? -1 : 1)));
     const total_size = sizes.reduce((a, s) => a + s.bytes, 0);
     const tmp = path.join(dir, `${INDEX_FILE}.tmp-${process.pid}`);
-    await writeFile(tmp, `${JSON.stringify({ metadata: { total_size }, weight_map: sorted }, null, 2)}\n`);
-    await rename(tmp, path.join(dir, INDEX_FILE));
+    await withWriteContext(path.join(dir, INDEX_FILE), 'shard index', async () => {
+      await writeFile(tmp, `${JSON.stringify({ metadata: { total_size }, weight_map: sorted }, null, 2)}\n`);
+      await rename(tmp, path.join(dir, INDEX_FILE));
+    });
     written.push(INDEX_FILE);
   }
   await removeStale(dir, new Set(written));

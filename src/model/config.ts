@@ -10,9 +10,11 @@
 //           fullatt_block_indexes [7,15,23,31], tokens_per_second 4, hidden_act "silu".
 // Shape-defining fields (sizes, layer/head counts, vocab_size, mrope_section, vision depth/sizes/out_hidden_size) are REQUIRED:
 // the class defaults (an 8192-wide 80-layer text model, a 3584-wide vision tower, V=152064) are never what a file meant.
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
+import { readJsonFile } from '../io/files.js';
+import { runFolderHint } from '../io/run_folder.js';
+import { checkConfigKeys } from './config_keys.js';
 
 /** Normalised vision tower config (HF `Qwen2_5_VLVisionConfig` names). */
 export interface VisionConfig {
@@ -255,24 +257,36 @@ function flattenLayout(json: Obj): { flat: Obj; ropeKey: string } {
   return { flat: merged, ropeKey: rope.ropeKey };
 }
 
+const warned = new Set<string>();
+/** Prints each config warning once per process (a config is parsed again at every checkpoint load). */
+function warnOnce(message: string): void {
+  if (warned.has(message)) return;
+  warned.add(message);
+  console.error(`warning: ${message}`);
+}
+
 function formatIssues(issues: readonly { path: PropertyKey[]; message: string }[]): string {
   return issues
-    .map((i) => `  - ${i.path.length ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
+    .map((i) => `  - ${i.path.length ? `${i.path.map(String).join('.')}: ` : ''}${i.message}`)
     .join('\n');
 }
 
 /**
  * Parses a Qwen2.5-VL config.json (Hub flat layout, or nested `text_config` + `rope_parameters`) into the normalised
- * shape. Unknown keys are dropped; inconsistent configs throw one error listing every problem and how to fix it.
+ * shape. Inconsistent configs and misspelt keys (see config_keys.ts) throw one error listing every problem and how
+ * to fix it; other unknown keys are reported through `warn` (default: once per process on stderr) and dropped.
  * @example
  * const cfg = parseConfig(JSON.parse(await readFile('models/tiny/config.json', 'utf8')));
  * headDim(cfg); // 16
  */
-export function parseConfig(json: unknown, source = 'config'): Qwen2_5_VLConfig {
+export function parseConfig(json: unknown, source = 'config', warn = warnOnce): Qwen2_5_VLConfig {
   if (!isObj(json))
     throw new Error(
       `${source}: a Qwen2.5-VL config must be a JSON object, got ${json === null ? 'null' : typeof json}`,
     );
+  const keys = checkConfigKeys(json);
+  for (const w of keys.warnings) warn(`${source}: ${w}`);
+  const keyIssues = keys.errors.map((message) => ({ path: [] as PropertyKey[], message }));
   let flat: Obj;
   let ropeKey: string;
   try {
@@ -285,8 +299,10 @@ export function parseConfig(json: unknown, source = 'config'): Qwen2_5_VLConfig 
     const issues = r.error.issues.map((i) =>
       i.path[0] === 'mrope_section' && i.code !== 'custom' ? { ...i, path: [ropeKey, ...i.path] } : i,
     );
-    throw new Error(`${source}: invalid Qwen2.5-VL config:\n${formatIssues(issues)}`);
+    throw new Error(`${source}: invalid Qwen2.5-VL config:\n${formatIssues([...keyIssues, ...issues])}`);
   }
+  if (keyIssues.length > 0)
+    throw new Error(`${source}: invalid Qwen2.5-VL config:\n${formatIssues(keyIssues)}`);
   return r.data;
 }
 
@@ -296,17 +312,11 @@ export function parseConfig(json: unknown, source = 'config'): Qwen2_5_VLConfig 
  */
 export async function loadConfig(dir: string): Promise<Qwen2_5_VLConfig> {
   const file = dir.endsWith('.json') ? dir : path.join(dir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new Error(`cannot read model config ${file}: ${(e as Error).message}`);
-  }
   let json: unknown;
   try {
-    json = JSON.parse(text);
+    json = await readJsonFile(file, 'model config');
   } catch (e) {
-    throw new Error(`${file} is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`${(e as Error).message}${file === dir ? '' : runFolderHint(dir)}`);
   }
   return parseConfig(json, file);
 }

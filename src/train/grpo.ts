@@ -50,7 +50,7 @@ import {
   rolloutPrompts,
   scoreCompletions,
 } from './rollout.js';
-import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
+import { openTrainRun, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
 // The update step (loss, gradients, minibatch loop) and the step record/logging live in grpo_step.ts and
@@ -65,7 +65,9 @@ export {
   microBatchGrads,
 } from './grpo_step.js';
 
+import { tooLongMessage } from '../data/too_long.js';
 import { mean } from '../util/stats.js';
+import { imageOptions } from './config.js';
 
 /** What `trainGrpo` can be given instead of building it from the config. Tests and library users pass these. */
 export interface GrpoDeps {
@@ -94,6 +96,8 @@ export interface GrpoResult {
   logFile: string;
   rolloutsFile: string;
   lastCheckpoint?: string;
+  /** Set when SIGINT/SIGTERM stopped the run early (after saving a checkpoint). */
+  interrupted?: 'SIGINT' | 'SIGTERM';
 }
 
 /** Everything a run keeps between steps. */
@@ -112,6 +116,20 @@ interface RunContext extends PolicyState {
   sampling: Rng;
 }
 
+const warnedTooLong = new WeakMap<RunContext, Set<string>>();
+/** Names a skipped too-long prompt (file:line, tokens, images, the fix) once per run. */
+function warnTooLong(ctx: RunContext, ex: PromptExample, enc: EncodedPrompt): void {
+  const seen = warnedTooLong.get(ctx) ?? new Set<string>();
+  warnedTooLong.set(ctx, seen);
+  if (seen.has(ex.where)) return;
+  seen.add(ex.where);
+  const images = ex.images.map((file, i) => ({ file, gridThw: enc.gridThw[i] }));
+  const sample = { where: ex.where, tokens: enc.ids.length, images };
+  console.error(
+    `grpo: warning: ${tooLongMessage([sample], ctx.cfg.maxPromptLen, 'maxPromptLen', '--max-prompt-len', 'skipped')}`,
+  );
+}
+
 /** Encodes the next `k` prompts that fit maxPromptLen (longer ones are skipped). */
 async function nextPrompts(ctx: RunContext, k: number): Promise<{ ex: PromptExample; enc: EncodedPrompt }[]> {
   const out: { ex: PromptExample; enc: EncodedPrompt }[] = [];
@@ -119,8 +137,9 @@ async function nextPrompts(ctx: RunContext, k: number): Promise<{ ex: PromptExam
     if (tries > 10 * ctx.prompts.length + k)
       throw new Error(`no prompt fits maxPromptLen (${ctx.cfg.maxPromptLen}): raise --max-prompt-len`);
     const ex = ctx.prompts[ctx.stream.next(1)[0]];
-    const enc = await encodePrompt(ctx.tok, ex);
+    const enc = await encodePrompt(ctx.tok, ex, imageOptions(ctx.cfg));
     if (enc.ids.length <= ctx.cfg.maxPromptLen) out.push({ ex, enc });
+    else warnTooLong(ctx, ex, enc);
   }
   return out;
 }
@@ -221,7 +240,7 @@ async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<numb
   const rewards: number[] = [];
   for (let i = 0; i < prompts.length; i += ctx.cfg.promptsPerStep) {
     const part = prompts.slice(i, i + ctx.cfg.promptsPerStep);
-    const enc = await Promise.all(part.map((p) => encodePrompt(ctx.tok, p)));
+    const enc = await Promise.all(part.map((p) => encodePrompt(ctx.tok, p, imageOptions(ctx.cfg))));
     const gen = await rolloutPrompts(ctx.model, enc, {
       greedy: true,
       maxNewTokens: ctx.cfg.maxResponseLen,
@@ -334,11 +353,21 @@ interface RunFiles {
 export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promise<GrpoResult> {
   const cfg = GrpoConfig.parse(config);
   await Trainer.ready();
-  await checkFreshOutDir(cfg.outDir, cfg.resume);
+  const lock = openTrainRun(cfg.outDir, cfg.resume, 'ovr-train grpo');
+  try {
+    return await runGrpo(cfg, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+/** trainGrpo inside the run dir's lock. */
+async function runGrpo(cfg: GrpoConfig, deps: GrpoDeps): Promise<GrpoResult> {
   const run: RunFiles = {};
   let ctx: RunContext | undefined;
   const records: GrpoStepRecord[] = [];
   let lastCheckpoint: string | undefined;
+  let interrupted: 'SIGINT' | 'SIGTERM' | undefined;
   let startStep = 0;
   let total = 0;
   try {
@@ -350,10 +379,18 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
       const rec = await rlStep(ctx, step, evalPrompts);
       records.push(rec);
       deps.onStep?.(rec);
-      if (cfg.saveEvery > 0 && (step + 1) % cfg.saveEvery === 0)
+      const stop = ctx.trainer.stopRequested;
+      if (stop || (cfg.saveEvery > 0 && (step + 1) % cfg.saveEvery === 0))
         lastCheckpoint = await ctx.trainer.save(ctx.stream.position);
+      if (stop) {
+        interrupted = stop;
+        console.error(
+          `grpo: stopped by ${stop} after step ${step + 1} of ${total}; saved ${lastCheckpoint}; continue with --resume latest`,
+        );
+        break;
+      }
     }
-    if (total > startStep && !lastCheckpoint?.endsWith(String(total).padStart(8, '0')))
+    if (!interrupted && total > startStep && !lastCheckpoint?.endsWith(String(total).padStart(8, '0')))
       lastCheckpoint = await ctx.trainer.save(ctx.stream.position);
   } finally {
     run.bar?.done();
@@ -373,6 +410,7 @@ export async function trainGrpo(config: GrpoConfig, deps: GrpoDeps = {}): Promis
     logFile: path.join(cfg.outDir, 'log.jsonl'),
     rolloutsFile: path.join(cfg.outDir, 'rollouts.jsonl'),
     lastCheckpoint,
+    interrupted,
   };
 }
 

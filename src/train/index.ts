@@ -81,12 +81,12 @@ export {
   trainSft,
 } from './sft.js';
 export {
-  checkFreshOutDir,
   checkpointName,
   type LoadedTrainState,
   latestCheckpoint,
   listCheckpoints,
   loadTrainState,
+  openTrainRun,
   optimizerTensors,
   pruneCheckpoints,
   resolveResume,

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { processor } from '../data/processor.js';
 import type { PromptExample } from '../data/prompts.js';
+import type { SmartResizeOptions } from '../data/resize.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { type CausalLM, type GenerateOptions, type GenerateResult, generate } from '../model/generate.js';
 import type { ModelInputs } from '../model/qwen2_5_vl.js';
@@ -45,8 +46,12 @@ export interface EncodedPrompt {
  * Tokenizes one prompt (and preprocesses its images) with the Qwen2.5-VL processor.
  * @example const enc = await encodePrompt(tok, prompts[0]); enc.ids.length
  */
-export async function encodePrompt(tok: QwenTokenizer, ex: PromptExample): Promise<EncodedPrompt> {
-  const out = await processor(ex.prompt, { tokenizer: tok, images: ex.images });
+export async function encodePrompt(
+  tok: QwenTokenizer,
+  ex: PromptExample,
+  sizes: SmartResizeOptions = {},
+): Promise<EncodedPrompt> {
+  const out = await processor(ex.prompt, { ...sizes, tokenizer: tok, images: ex.images });
   return { ids: out.inputIds[0], pixels: out.pixelValues ?? null, gridThw: out.imageGridThw ?? [] };
 }
 

@@ -21,7 +21,9 @@ import {
 } from '../data/dataset.js';
 import { concatImages, processImage } from '../data/image.js';
 import { processor } from '../data/processor.js';
+import type { SmartResizeOptions } from '../data/resize.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
+import { tooLongMessage } from '../data/too_long.js';
 import { QWEN_PAD_ID } from '../model/generate.js';
 import { loadModel } from '../model/load.js';
 import { detachAdapter } from '../model/lora.js';
@@ -30,9 +32,9 @@ import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { PATCH_WIDTH } from '../model/vision.js';
 import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
-import type { SftConfig } from './config.js';
+import { imageOptions, type SftConfig } from './config.js';
 import { setupAdapter } from './lora.js';
-import { checkFreshOutDir, resolveResume, writeRunConfig } from './state.js';
+import { openTrainRun, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
 /** Injected dependencies; everything defaults to the real thing. */
@@ -63,16 +65,25 @@ export interface SftResult {
   checkpoint: string;
   /** Steps skipped for a non-finite gradient (whole run). */
   nonFiniteSteps: number;
+  /** Set when SIGINT/SIGTERM stopped the run early (after saving a checkpoint). */
+  interrupted?: 'SIGINT' | 'SIGTERM';
 }
 
 /**
  * TokenizeFn using the processor: chat template, image pad expansion, labels on assistant replies only.
  * @example const t = await processorTokenize(tok)([{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }]);
  */
-export function processorTokenize(tokenizer: QwenTokenizer): TokenizeFn {
+export function processorTokenize(tokenizer: QwenTokenizer, images: SmartResizeOptions = {}): TokenizeFn {
   return async (messages: ChatMessage[]) => {
-    const out = await processor([messages], { tokenizer, labels: true, padding: 'right' });
-    return { inputIds: out.inputIds[0], labels: out.labels?.[0] ?? [] };
+    // Image sizes from the file headers: tokenizing decodes no pixels, whatever the image sizes.
+    const out = await processor([messages], {
+      ...images,
+      tokenizer,
+      labels: true,
+      padding: 'right',
+      pixels: false,
+    });
+    return { inputIds: out.inputIds[0], labels: out.labels?.[0] ?? [], imageGridThw: out.imageGridThw };
   };
 }
 
@@ -80,12 +91,14 @@ export function processorTokenize(tokenizer: QwenTokenizer): TokenizeFn {
  * Model inputs of a collated batch; packed batches (a row holding more than one sequence) carry their segmentIds.
  * The pixel tensor (when images) is the caller's to dispose.
  */
-export async function batchInputs(batch: Batch): Promise<ModelInputs> {
+export async function batchInputs(batch: Batch, images: SmartResizeOptions = {}): Promise<ModelInputs> {
   const inputs: ModelInputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
   if (batch.segmentIds.some((row) => row.some((s) => s > 0))) inputs.segmentIds = batch.segmentIds;
   const paths = batch.images.flat();
   if (paths.length === 0) return inputs;
-  const { pixelValues, imageGridThw } = concatImages(await Promise.all(paths.map((p) => processImage(p))));
+  const { pixelValues, imageGridThw } = concatImages(
+    await Promise.all(paths.map((p) => processImage(p, images))),
+  );
   inputs.pixelValues = tf.tensor2d(pixelValues, [pixelValues.length / PATCH_WIDTH, PATCH_WIDTH]);
   inputs.imageGridThw = imageGridThw;
   return inputs;
@@ -99,12 +112,18 @@ async function loadTokenized(
   info: (l: string) => void,
 ): Promise<TokenizedExample[]> {
   const raw = await loadSftExamples(file, c.data);
-  const { examples, truncated, dropped } = await tokenizeExamples(raw, tokenize, c.maxSeqLen);
+  const { examples, truncated, dropped, tooLong } = await tokenizeExamples(raw, tokenize, c.maxSeqLen);
   info(
     `sft: ${file}: ${examples.length} examples (${truncated} truncated to ${c.maxSeqLen}, ${dropped} dropped)`,
   );
+  const why = tooLong.length
+    ? tooLongMessage(tooLong, c.maxSeqLen, 'maxSeqLen', '--max-seq-len', 'dropped')
+    : '';
   if (examples.length === 0)
-    throw new Error(`${file}: no usable example left; raise maxSeqLen or check the rows`);
+    throw new Error(
+      `${file}: no usable example left${why ? `.\n${why}` : '; raise maxSeqLen or check the rows'}`,
+    );
+  if (why) info(`sft: warning: ${why}`);
   return examples;
 }
 
@@ -118,6 +137,7 @@ export async function evalLoss(
   batchSize: number,
   padId: number,
   padSide: 'left' | 'right',
+  images: SmartResizeOptions = {},
 ): Promise<number> {
   let nll = 0;
   let count = 0;
@@ -127,7 +147,7 @@ export async function evalLoss(
       padId,
       padSide,
     );
-    const inputs = await batchInputs(batch);
+    const inputs = await batchInputs(batch, images);
     const sum = model.loss(inputs, batch.labels, { numItemsInBatch: 1 });
     nll += (await sum.data())[0];
     tf.dispose([sum, inputs.pixelValues ?? []]);
@@ -149,7 +169,7 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
   const micro: { batch: Batch; inputs: ModelInputs }[] = [];
   for (let k = 0; k < c.gradAccumSteps; k++) {
     const { batch } = data.next();
-    micro.push({ batch, inputs: await batchInputs(batch) });
+    micro.push({ batch, inputs: await batchInputs(batch, imageOptions(c)) });
   }
   const numItemsInBatch = micro.reduce((s, m) => s + lossTokens(m.batch.labels), 0);
   const tokens = micro.reduce((s, m) => s + m.batch.attentionMask.flat().reduce((a, b) => a + b, 0), 0);
@@ -171,12 +191,21 @@ async function stepClosures(model: Qwen2_5_VL, data: SftBatches, c: SftConfig) {
  * const { losses, checkpoint } = await trainSft(cfg);
  */
 export async function trainSft(c: SftConfig, deps: SftDeps = {}): Promise<SftResult> {
-  const info = deps.info ?? ((l: string) => console.error(l));
   await Trainer.ready();
-  await checkFreshOutDir(c.outDir, c.resume);
+  const lock = openTrainRun(c.outDir, c.resume, 'ovr-train sft');
+  try {
+    return await runSft(c, deps);
+  } finally {
+    lock.release();
+  }
+}
+
+/** trainSft inside the run dir's lock. */
+async function runSft(c: SftConfig, deps: SftDeps): Promise<SftResult> {
+  const info = deps.info ?? ((l: string) => console.error(l));
   await writeRunConfig(c.outDir, c);
   const tok = deps.tokenize ? undefined : (deps.tokenizer ?? (await defaultTokenizer()));
-  const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer);
+  const tokenize = deps.tokenize ?? processorTokenize(tok as QwenTokenizer, imageOptions(c));
   const padId = deps.padId ?? tok?.special.pad ?? QWEN_PAD_ID;
   const train = await loadTokenized(c.data.train, c, tokenize, info);
   const evalSet = c.evalEvery > 0 && c.data.eval ? await loadTokenized(c.data.eval, c, tokenize, info) : [];
@@ -255,13 +284,25 @@ async function runLoop(a: LoopArgs): Promise<SftResult> {
     }
     const s = trainer.step;
     if (c.evalEvery > 0 && s % c.evalEvery === 0 && a.evalSet.length > 0) {
-      const loss = await evalLoss(model, a.evalSet, c.batchSize, a.padId, c.padSide);
+      const loss = await evalLoss(model, a.evalSet, c.batchSize, a.padId, c.padSide, imageOptions(c));
       evalLosses.push({ step: s, loss });
       trainer.log({ evalLoss: loss });
     }
-    if ((c.saveEvery > 0 && s % c.saveEvery === 0) || s === a.totalSteps) {
+    const stop = trainer.stopRequested;
+    if ((c.saveEvery > 0 && s % c.saveEvery === 0) || s === a.totalSteps || stop) {
       checkpoint = await trainer.save(data.position);
       a.info(`sft: saved ${checkpoint}`);
+    }
+    if (stop) {
+      a.info(`sft: stopped by ${stop} after step ${s} of ${a.totalSteps}; continue with --resume latest`);
+      return {
+        steps: s,
+        losses,
+        evalLosses,
+        checkpoint,
+        nonFiniteSteps: trainer.guard.total,
+        interrupted: stop,
+      };
     }
   }
   if (!checkpoint) checkpoint = await trainer.save(data.position);

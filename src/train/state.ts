@@ -10,6 +10,9 @@
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DataPosition } from '../data/batches.js';
+import { withWriteContext } from '../io/files.js';
+import { checkpointsIn, openRunFolder } from '../io/run_folder.js';
+import type { RunLock } from '../io/run_lock.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { RngState } from '../util/rng.js';
 import type { AdamWState, HostF32Tensor } from './optim.js';
@@ -35,11 +38,13 @@ export interface TrainState {
  * @example await writeRunConfig(cfg.outDir, cfg);
  */
 export async function writeRunConfig(runDir: string, resolvedConfig: unknown): Promise<string> {
-  await mkdir(runDir, { recursive: true });
   const file = path.join(runDir, CONFIG_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeJsonSynced(tmp, resolvedConfig);
-  await rename(tmp, file);
+  await withWriteContext(file, 'the training config', async () => {
+    await mkdir(runDir, { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}`;
+    await writeJsonSynced(tmp, resolvedConfig);
+    await rename(tmp, file);
+  });
   return file;
 }
 
@@ -112,10 +117,12 @@ export async function saveTrainState(
   if (!Number.isInteger(state.step) || state.step < 0) {
     throw new Error(`saveTrainState: step must be an integer >= 0, got ${state.step}`);
   }
-  await mkdir(runDir, { recursive: true });
   const final = path.join(runDir, checkpointName(state.step));
   const tmp = path.join(runDir, `${TMP_PREFIX}${state.step}-${process.pid}-${Date.now()}`);
-  await mkdir(tmp);
+  await withWriteContext(final, 'a checkpoint', async () => {
+    await mkdir(runDir, { recursive: true });
+    await mkdir(tmp);
+  });
   try {
     if (opts.writeWeights) await opts.writeWeights(tmp);
     if (state.optimizerState)
@@ -134,10 +141,21 @@ export async function saveTrainState(
     await replaceDir(tmp, final);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
-    throw e;
+    throw saveError(e, final, runDir);
   }
   if (opts.keepLast !== undefined) await pruneCheckpoints(runDir, opts.keepLast);
   return final;
+}
+
+/** A failed save names the checkpoint and says what is left: the earlier checkpoints, untouched. */
+function saveError(e: unknown, final: string, runDir: string): Error {
+  const prev = checkpointsIn(runDir);
+  const kept = prev.length
+    ? `the earlier checkpoints are intact (newest: ${prev[prev.length - 1].dir}); fix the cause and resume with --resume latest`
+    : 'no earlier checkpoint exists';
+  const err = new Error(`saving ${final} failed: ${(e as Error).message}\n${kept}`);
+  err.cause = e;
+  return err;
 }
 
 /** Renames `src` to `dest`; an existing `dest` (same step saved again) is moved aside first, then deleted. */
@@ -155,24 +173,7 @@ async function replaceDir(src: string, dest: string): Promise<void> {
 
 /** Completed checkpoints in `runDir`, oldest first, as `{ step, dir }`. Temp dirs are ignored. */
 export async function listCheckpoints(runDir: string): Promise<{ step: number; dir: string }[]> {
-  let names: string[];
-  try {
-    names = await readdir(runDir);
-  } catch {
-    return [];
-  }
-  const out: { step: number; dir: string }[] = [];
-  for (const n of names) {
-    const m = /^checkpoint-(\d+)$/.exec(n);
-    if (!m) continue;
-    const dir = path.join(runDir, n);
-    const complete = await stat(path.join(dir, STATE_FILE)).then(
-      () => true,
-      () => false,
-    );
-    if (complete) out.push({ step: Number(m[1]), dir });
-  }
-  return out.sort((a, b) => a.step - b.step);
+  return checkpointsIn(runDir);
 }
 
 /**
@@ -254,16 +255,15 @@ export async function resolveResume(resume: string | undefined, outDir: string):
 }
 
 /**
- * Fails when a fresh run (no `resume`) would write into a run dir that already holds checkpoints.
- * @example await checkFreshOutDir(cfg.outDir, cfg.resume); // throws "... pass --resume latest ..." if it has some
+ * Opens a trainer's run dir (io/run_folder.ts): takes its lock (another live run writing it is refused, naming its
+ * pid) and refuses a fresh run (no `resume`) into a dir that already holds files, before anything is written.
+ * Release the returned lock when the run ends.
+ * @example const lock = openTrainRun(cfg.outDir, cfg.resume, 'ovr-train sft'); try { ... } finally { lock.release(); }
  */
-export async function checkFreshOutDir(outDir: string, resume: string | undefined): Promise<void> {
-  if (resume !== undefined) return;
-  const last = await latestCheckpoint(outDir);
-  if (last) {
-    throw new Error(
-      `outDir ${outDir} already holds checkpoints (${path.basename(last)}): pass --resume latest to continue ` +
-        'that run, or choose another --out-dir',
-    );
-  }
+export function openTrainRun(outDir: string, resume: string | undefined, command: string): RunLock {
+  return openRunFolder(outDir, {
+    command,
+    resume: resume !== undefined,
+    fix: 'pass --resume latest to continue that run, or choose another --out-dir',
+  });
 }

@@ -23,10 +23,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureGradients } from '../backend/gradients.js';
 import type { DataPosition } from '../data/batches.js';
+import { damagedCheckpointError } from '../io/run_folder.js';
 import { adapterOf } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { selectTrainable } from '../model/trainable.js';
 import { loadWeights } from '../model/weights.js';
+import { StopSignal } from '../util/interrupt.js';
 import { type JsonlLogger, type StepRecord, truncateStepLog } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
 import type { Rng, RngState } from '../util/rng.js';
@@ -130,6 +132,8 @@ export interface TrainerOptions {
   stepLogs?: string[];
   /** Info lines (e.g. the settings a resume was allowed to change); default console.error. */
   info?: (line: string) => void;
+  /** Catch SIGINT/SIGTERM while the trainer lives, for a final checkpoint ({@link Trainer.stopRequested}); default true. */
+  handleSignals?: boolean;
 }
 
 /** Outcome of one optimizer update ({@link Trainer.update}). */
@@ -181,6 +185,7 @@ export class Trainer {
   private microBatches = 0;
   /** Set when the guard stopped the run; thrown by endStep (after the log line) and by any later update. */
   private stopped: Error | undefined;
+  private readonly signals: StopSignal | undefined;
 
   constructor(private readonly o: TrainerOptions) {
     const c = o.config;
@@ -197,6 +202,15 @@ export class Trainer {
       });
     this.guard = new NonFiniteGuard(c.maxConsecutiveNonFinite);
     this.now = o.now ?? (() => performance.now());
+    this.signals = o.handleSignals === false ? undefined : StopSignal.install(o.info);
+  }
+
+  /**
+   * The signal (SIGINT/SIGTERM) that asked the run to stop, if any: the loop then saves a checkpoint after the current
+   * step and returns. A second signal exits at once.
+   */
+  get stopRequested(): 'SIGINT' | 'SIGTERM' | undefined {
+    return this.signals?.requested;
   }
 
   /** Registers tfjs-core's gradients (backend/gradients.ts); call once before the first step (trainSft does). */
@@ -326,7 +340,9 @@ export class Trainer {
    * the step logs back to the checkpoint's step. Returns the loaded state (its `dataPosition` tells the data stream where to continue).
    */
   async resume(dir: string): Promise<LoadedTrainState> {
-    const state = await loadTrainState(dir);
+    const state = await loadTrainState(dir).catch((e) => {
+      throw damagedCheckpointError(dir, e);
+    });
     const now = this.o.resolvedConfig ?? this.o.config;
     const changed = checkResumeConfig(
       dir,
@@ -338,7 +354,9 @@ export class Trainer {
       (this.o.info ?? console.error)(
         `resume from ${dir}: continuing with changed settings: ${changed.join('; ')}`,
       );
-    await restoreTrainedWeights(this.o.model, dir, assignWeights);
+    await restoreTrainedWeights(this.o.model, dir, assignWeights).catch((e) => {
+      throw damagedCheckpointError(dir, e);
+    });
     if (!state.optimizerState)
       throw new Error(`resume: ${dir} has no optimizer state (weights-only checkpoint)`);
     this.optimizer.importState(state.optimizerState);
@@ -361,6 +379,7 @@ export class Trainer {
 
   /** Frees the optimizer moments (the model's params stay with the model). */
   dispose(): void {
+    this.signals?.dispose();
     this.optimizer.dispose();
   }
 }

@@ -12,6 +12,7 @@ import {
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
+import { writeError } from '../io/files.js';
 
 /** One log line. `step` is required; the trainers add their own fields. */
 export interface StepRecord {
@@ -36,6 +37,17 @@ const decode = (_k: string, v: unknown): unknown =>
   typeof v === 'string' && v in NON_FINITE ? NON_FINITE[v] : v;
 
 /**
+ * Cuts a last line without its newline (a process killed mid-write leaves one), so the next line appended does not
+ * glue onto it. Whole lines are never touched.
+ */
+function dropTornTail(file: string): void {
+  if (!existsSync(file)) return;
+  const text = readFileSync(file);
+  if (text.length === 0 || text[text.length - 1] === 0x0a) return;
+  truncateSync(file, text.lastIndexOf(0x0a) + 1);
+}
+
+/**
  * Appends records as JSON lines to `file` (parent dirs are created).
  * @example
  * const log = new JsonlLogger(path.join(cfg.outDir, 'log.jsonl'));
@@ -49,8 +61,13 @@ export class JsonlLogger {
     readonly file: string,
     private readonly opts: { timestamps?: boolean } = {},
   ) {
-    mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-    this.fd = openSync(file, 'a');
+    try {
+      mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+      dropTornTail(file);
+      this.fd = openSync(file, 'a');
+    } catch (e) {
+      throw writeError(e, file, 'the JSONL log');
+    }
   }
 
   /** Writes one line; adds `time` (ms since epoch) unless constructed with `timestamps: false`. */
@@ -59,7 +76,11 @@ export class JsonlLogger {
     if (!Number.isInteger(record.step))
       throw new Error(`JsonlLogger: step must be an integer, got ${record.step}`);
     const line = this.opts.timestamps === false ? record : { ...record, time: Date.now() };
-    writeSync(this.fd, `${JSON.stringify(line, encode)}\n`);
+    try {
+      writeSync(this.fd, `${JSON.stringify(line, encode)}\n`);
+    } catch (e) {
+      throw writeError(e, this.file, `log line of step ${record.step}`);
+    }
   }
 
   close(): void {

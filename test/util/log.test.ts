@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -37,6 +37,18 @@ describe('JsonlLogger', () => {
     const recs = readStepLog(file);
     expect(recs.map((r) => r.step)).toEqual([1, 2]);
     expect(typeof recs[0].time).toBe('number');
+  });
+
+  it('cuts a line torn by a kill mid-write before appending (whole lines are kept)', () => {
+    const file = path.join(dir, 'torn.jsonl');
+    writeFileSync(file, '{"step":1}\n{"step":2}\n{"step":3,"lo');
+    const log = new JsonlLogger(file, { timestamps: false });
+    log.log({ step: 3 });
+    log.close();
+    expect(readFileSync(file, 'utf8')).toBe('{"step":1}\n{"step":2}\n{"step":3}\n');
+    writeFileSync(file, '{"step":1');
+    new JsonlLogger(file).close();
+    expect(readFileSync(file, 'utf8')).toBe('');
   });
 
   it('rejects writes after close and non-integer steps', () => {

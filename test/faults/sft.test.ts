@@ -1,0 +1,127 @@
+// Fault injection, SFT: `ovr-train sft` on the tiny model is killed with SIGKILL at a random point (after a logged
+// step, or while a checkpoint is being written), resumed with `--resume latest` until it finishes, and must end
+// bit-identical to an uninterrupted run (weights, AdamW moments, train state) with each step logged once.
+// Default: one kill. OVR_SLOW=1: a sweep of random kill points, several kills per run.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  checkpointDiff,
+  checkpointInProgress,
+  completeCheckpoints,
+  faultRng,
+  kill9,
+  loggedSteps,
+  runCliToEnd,
+  SLOW,
+  startCli,
+  waitFor,
+} from './harness.js';
+
+const STEPS = 4;
+const tmp = mkdtempSync(path.join(tmpdir(), 'ovr-faults-sft-'));
+const train = path.join(tmp, 'train.jsonl');
+
+/** The run's flags; every run of this file uses the same settings, only --out-dir (and --resume) differ. */
+const args = (outDir: string, resume = false) => [
+  'sft',
+  '--model',
+  'tiny',
+  '--data.train',
+  train,
+  '--data.format',
+  'question_solution',
+  '--data.prompt-template',
+  'qwen',
+  '--steps',
+  String(STEPS),
+  '--batch-size',
+  '2',
+  '--lr',
+  '1e-3',
+  '--save-every',
+  '1',
+  '--keep-last',
+  '2',
+  '--backend',
+  'wasm',
+  '--out-dir',
+  outDir,
+  ...(resume ? ['--resume', 'latest'] : []),
+];
+const last = (dir: string) => path.join(dir, `checkpoint-${String(STEPS).padStart(8, '0')}`);
+
+let reference: string;
+beforeAll(async () => {
+  const rows = Array.from({ length: 8 }, (_, i) => ({
+    question: `What is ${i} + ${i + 1}?`,
+    solution: `${i} + ${i + 1} = ${2 * i + 1}, so \\boxed{${2 * i + 1}}.`,
+    answer: String(2 * i + 1),
+  }));
+  writeFileSync(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+  reference = path.join(tmp, 'reference');
+  const r = await runCliToEnd(args(reference));
+  expect(r.code, r.err).toBe(0);
+}, 300_000);
+
+/**
+ * Runs into `dir`, killing the process `kills` times at random points (after a random logged step, or while a
+ * checkpoint is being written), resuming after each kill; returns what each kill interrupted.
+ */
+async function runWithKills(dir: string, kills: number, rnd: () => number): Promise<string[]> {
+  const what: string[] = [];
+  for (let k = 0; k <= kills; k++) {
+    const resume = completeCheckpoints(dir).length > 0;
+    const run = startCli(args(dir, resume));
+    if (k === kills) {
+      const r = await run.done;
+      expect(r.code, `final run failed:\n${r.err}`).toBe(0);
+      break;
+    }
+    const done = loggedSteps(dir).length;
+    const midSave = rnd() < 0.5;
+    const after = done + 1 + Math.floor(rnd() * Math.max(1, STEPS - 1 - done));
+    const hit = await waitFor(run, () =>
+      midSave
+        ? checkpointInProgress(dir) && loggedSteps(dir).length >= after - 1
+        : loggedSteps(dir).length >= after,
+    );
+    if (!hit) {
+      what.push('finished before the kill point');
+      expect((await run.done).code).toBe(0);
+      return what;
+    }
+    await kill9(run);
+    what.push(
+      midSave ? `mid-checkpoint after ${loggedSteps(dir).length} logged step(s)` : `after step ${after}`,
+    );
+  }
+  return what;
+}
+
+describe('SFT: kill -9 and resume', () => {
+  it('one kill at a random point: the resumed run ends bit-identical, each step logged once', async () => {
+    const rnd = faultRng('sft kill');
+    const dir = path.join(tmp, 'one');
+    const what = await runWithKills(dir, 1, rnd);
+    console.log(`sft kill: ${what.join('; ')}`);
+    expect(checkpointDiff(last(reference), last(dir))).toEqual([]);
+    expect(loggedSteps(dir)).toEqual(loggedSteps(reference));
+  }, 600_000);
+
+  it.skipIf(!SLOW)(
+    'sweep (OVR_SLOW=1): 4 runs, up to 3 kills each',
+    async () => {
+      const rnd = faultRng('sft sweep');
+      for (let i = 0; i < 4; i++) {
+        const dir = path.join(tmp, `sweep-${i}`);
+        const what = await runWithKills(dir, 1 + Math.floor(rnd() * 3), rnd);
+        console.log(`sft sweep ${i}: ${what.join('; ')}`);
+        expect(checkpointDiff(last(reference), last(dir)), what.join('; ')).toEqual([]);
+        expect(loggedSteps(dir), what.join('; ')).toEqual(loggedSteps(reference));
+      }
+    },
+    3_600_000,
+  );
+});
