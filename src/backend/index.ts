@@ -8,7 +8,7 @@ import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { ensureGradients } from './gradients.js';
 import { checkWasmMaxBytes, DEFAULT_WASM_MAX_BYTES, installWasmHeapGuard } from './heap.js';
-import { NATIVE_PACKAGES, nativeInfo, tryNativeBackend } from './native.js';
+import { NATIVE_PACKAGES, nativeInfo, nativeNotInstalled, tryNativeBackend } from './native.js';
 import { activeWasmPatches, installWasmPatches } from './wasm.js';
 import { activateWebgpu, dawnStarted, findWebgpuAdapter, WEBGPU_PATCHES } from './webgpu.js';
 
@@ -52,6 +52,9 @@ const fail = (why: string): Attempt => ({ ok: false, why });
 let nativeLoaded = false;
 
 async function startNative(pkg: (typeof NATIVE_PACKAGES)[number]): Promise<Attempt> {
+  // A package that is not there is named as such first: the Dawn order only matters for one that could load.
+  const missing = nativeNotInstalled(pkg);
+  if (missing) return fail(missing);
   if (dawnStarted() && !nativeLoaded)
     return fail(
       "not loaded after webgpu in one process (TensorFlow's LLVM symbols bind to Mesa's and crash): start 'tensorflow' before 'webgpu', or use separate processes",

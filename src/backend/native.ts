@@ -3,6 +3,7 @@
 // default: loading them is a dynamic import in try/catch, because a missing package rejects and an installed
 // package without its native addon throws from require() ("The Node.js native addon module (tfjs_binding.node)
 // can not be found"). TF's C++ start-up logging is quietened to warnings (TF_CPP_MIN_LOG_LEVEL=2) unless set.
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** The native packages, in the order `auto` tries them. Both register the backend 'tensorflow'. */
@@ -17,6 +18,23 @@ function isNotInstalled(e: unknown, pkg: string): boolean {
   return msg.includes(pkg) && /Cannot find (package|module)|Could not resolve/.test(msg);
 }
 
+const notInstalledWhy = (pkg: NativePackage): string =>
+  `not installed (build it: npx ovr-train native${pkg.endsWith('-gpu') ? ' --gpu' : ''})`;
+
+/**
+ * Why `pkg` cannot be loaded because it is not installed (resolved without loading it), or null when it is there.
+ * @example nativeNotInstalled('@tensorflow/tfjs-node'); // null after `npx ovr-train native`
+ */
+export function nativeNotInstalled(pkg: NativePackage): string | null {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return null;
+  } catch (e) {
+    if (isNotInstalled(e, pkg)) return notInstalledWhy(pkg);
+    return null; // resolvable in some other way: the import below says what is wrong
+  }
+}
+
 /**
  * Import `pkg` and select its 'tensorflow' backend. Returns null on success, else why it was skipped.
  * @example const why = await tryNativeBackend('@tensorflow/tfjs-node-gpu'); // '… not installed (optional peer …)'
@@ -27,8 +45,7 @@ export async function tryNativeBackend(pkg: NativePackage): Promise<string | nul
     // The specifier is a variable so TypeScript and bundlers do not require the optional peer.
     await import(/* @vite-ignore */ pkg);
   } catch (e) {
-    if (isNotInstalled(e, pkg))
-      return `not installed (build it: npx ovr-train native${pkg.endsWith('-gpu') ? ' --gpu' : ''})`;
+    if (isNotInstalled(e, pkg)) return notInstalledWhy(pkg);
     return `failed to load: ${firstLine(e)} (rebuild it: npx ovr-train native)`;
   }
   try {

@@ -202,7 +202,7 @@ describe('trainSft', () => {
     expect(log.map((x) => x.loss)).toEqual(full.losses);
     expect((await listCheckpoints(crashDir)).map((x) => x.step)).toEqual([3, 6]);
     await expect(trainSft(config({ ...base, outDir: crashDir }, { train }), deps())).rejects.toThrow(
-      /already holds checkpoints \(checkpoint-00000006\): pass --resume latest/,
+      /already holds a run \(.*checkpoint-00000006.*\): pass --resume latest/,
     );
     const changed = config({ ...base, outDir: crashDir, resume: 'latest', batchSize: 3 }, { train });
     await expect(trainSft(changed, deps())).rejects.toThrow(/batchSize was 2, now 3/);
