@@ -26,7 +26,7 @@ describe('GRPO toy run (tiny model, CPU via wasm)', () => {
     const outDir = path.join(ROOT, 'runs', 'test-artifacts', `grpo-toy-${process.pid}`);
     await rm(outDir, { recursive: true, force: true });
     await mkdir(outDir, { recursive: true });
-    const train = path.join(outDir, 'prompts.jsonl');
+    const train = path.join(path.dirname(outDir), `grpo-toy-${process.pid}-prompts.jsonl`); // outside the run folder (a fresh run refuses a non-empty one)
     const rows = ['Answer with #.', 'Reply with the symbol #.', 'Say #.', 'Output #.'].map((q) => ({
       question: q,
       answer: '#',

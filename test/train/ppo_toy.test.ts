@@ -26,7 +26,7 @@ async function setup(name: string) {
   const outDir = path.join(ROOT, 'runs', 'test-artifacts', `ppo-${name}-${process.pid}`);
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  const train = path.join(outDir, 'prompts.jsonl');
+  const train = path.join(path.dirname(outDir), `ppo-${name}-${process.pid}-prompts.jsonl`); // outside the run folder
   const rows = ['Answer with #.', 'Reply with the symbol #.', 'Say #.', 'Output #.'].map((q) => ({
     question: q,
     answer: '#',
