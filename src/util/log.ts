@@ -6,7 +6,10 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  fstatSync,
   readFileSync,
+  readSync,
+  statSync,
   truncateSync,
   writeFileSync,
   writeSync,
@@ -41,10 +44,31 @@ const decode = (_k: string, v: unknown): unknown =>
  * glue onto it. Whole lines are never touched.
  */
 function dropTornTail(file: string): void {
-  if (!existsSync(file)) return;
-  const text = readFileSync(file);
-  if (text.length === 0 || text[text.length - 1] === 0x0a) return;
-  truncateSync(file, text.lastIndexOf(0x0a) + 1);
+  // Regular files only: a log may be a device or a pipe (/dev/full, a FIFO), where reading never ends.
+  if (!existsSync(file) || !statSync(file).isFile()) return;
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const last = Buffer.alloc(1);
+    if (size === 0 || (readSync(fd, last, 0, 1, size - 1) === 1 && last[0] === 0x0a)) return;
+    // scan back from the end, a chunk at a time, for the last newline (the file may be large)
+    const chunk = Buffer.alloc(1 << 16);
+    let end = size;
+    let cut = 0;
+    while (end > 0) {
+      const start = Math.max(0, end - chunk.length);
+      const n = readSync(fd, chunk, 0, end - start, start);
+      const at = chunk.subarray(0, n).lastIndexOf(0x0a);
+      if (at >= 0) {
+        cut = start + at + 1;
+        break;
+      }
+      end = start;
+    }
+    truncateSync(file, cut);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -49,6 +49,18 @@ describe('JsonlLogger', () => {
     writeFileSync(file, '{"step":1');
     new JsonlLogger(file).close();
     expect(readFileSync(file, 'utf8')).toBe('');
+  });
+
+  it('a torn line longer than the 64 KiB scan chunk is cut at the right newline; a device log is left alone', () => {
+    const file = path.join(dir, 'long.jsonl');
+    const whole = `{"step":1,"pad":"${'x'.repeat(100_000)}"}\n`;
+    writeFileSync(file, `${whole}{"step":2,"pad":"${'y'.repeat(150_000)}`);
+    new JsonlLogger(file).close();
+    expect(readFileSync(file, 'utf8')).toBe(whole);
+    // /dev/full reads as endless zeros: the logger must not try to read it (it did, until memory ran out)
+    const dev = path.join(dir, 'dev.jsonl');
+    symlinkSync('/dev/full', dev);
+    new JsonlLogger(dev).close();
   });
 
   it('rejects writes after close and non-integer steps', () => {
