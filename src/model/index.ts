@@ -139,4 +139,4 @@ export {
   type WindowPlan,
   windowPlan,
 } from './vision.js';
-export { loadWeights, saveWeights } from './weights.js';
+export { assignWeights, loadWeights, saveWeights } from './weights.js';

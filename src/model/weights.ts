@@ -1,6 +1,6 @@
 // Qwen2.5-VL weights on disk: load a checkpoint into the model's params and save them in HF layout (the config's
 // shapes and Hub config.json handed to io/checkpoint.ts, which only reads and writes).
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import {
   type LoadWeightsOptions,
   readWeights,
@@ -43,4 +43,24 @@ export function saveWeights(
   opts: SaveWeightsOptions = {},
 ): Promise<string[]> {
   return writeWeights(dir, params, layoutOf(cfg), (d) => toHubConfig(cfg, d), opts);
+}
+
+/**
+ * Loads a checkpoint's weights and assigns them into the model's existing Variables (keeping their identity, so an
+ * optimizer bound to them stays valid). Every tensor is read and checked before the first is assigned.
+ * @example await assignWeights(model, 'runs/a/checkpoint-00000010');
+ */
+export async function assignWeights(
+  model: { params: Record<string, tf.Tensor>; config: Qwen2_5_VLConfig },
+  dir: string,
+): Promise<void> {
+  const loaded = await loadWeights(dir, model.config);
+  try {
+    const missing = Object.keys(model.params).filter((name) => !loaded[name]);
+    if (missing.length > 0)
+      throw new Error(`assignWeights: ${dir} has no tensor for ${missing.map((n) => `'${n}'`).join(', ')}`);
+    for (const [name, v] of Object.entries(model.params)) (v as tf.Variable).assign(loaded[name]);
+  } finally {
+    tf.dispose(Object.values(loaded));
+  }
 }

@@ -4,8 +4,8 @@
 // before any is assigned, so a bad folder leaves the served weights untouched).
 import type { CausalLM } from '../model/generate.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { assignWeights } from '../model/weights.js';
 import { rolloutPrompts } from '../train/rollout.js';
-import { assignWeights } from '../train/trainer.js';
 import { Rng } from '../util/rng.js';
 import {
   checkResult,

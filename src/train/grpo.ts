@@ -13,16 +13,16 @@
 //
 // `steps` counts RL steps (rollout + ppoEpochs x minibatch updates); the lr schedule advances once per RL step.
 // Files: this one holds the loop (rollout -> reward -> advantages -> ppoEpochs x minibatches -> step -> log ->
-// checkpoint) and sampling; grpo_step.ts the loss/gradients/update; grpo_log.ts the step record and rollouts log.
+// checkpoint); grpo_sample.ts the sampling rounds and eval; grpo_step.ts the loss/gradients/update; grpo_log.ts the
+// step record and rollouts log; grpo_engine.ts the rollout engine glue (requests, weight sync).
 // Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
 import path from 'node:path';
 import { loadPrompts, type PromptExample, PromptStream, requireGoldAnswers } from '../data/prompts.js';
 import { defaultTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
-import { QWEN_EOS_IDS } from '../model/generate.js';
 import { loadModel } from '../model/load.js';
 import { detachAdapter } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
-import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
+import type { SamplingOptions } from '../model/sampling.js';
 import { VerifierPool } from '../reward/pool.js';
 import { createEngine, type RolloutEngine } from '../rollout/index.js';
 import { JsonlLogger } from '../util/log.js';
@@ -30,26 +30,13 @@ import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import type { Critic } from './critic.js';
 import { GrpoConfig } from './grpo_config.js';
-import {
-  asGenerateResult,
-  checkRolloutVersion,
-  EngineSync,
-  engineRecord,
-  engineRequests,
-  rolloutSeed,
-} from './grpo_engine.js';
+import { EngineSync, engineRecord } from './grpo_engine.js';
 import { type GrpoStepRecord, logRollouts, rolloutStats, stepRecord } from './grpo_log.js';
-import { groupAdvantages } from './grpo_math.js';
-import { type Group, type PolicyState, updatePolicy } from './grpo_step.js';
+import { collectGroups, evaluate, type SampleContext } from './grpo_sample.js';
+import { type PolicyState, updatePolicy } from './grpo_step.js';
 import { setupAdapter } from './lora.js';
 import { createCritic, ppoCriticStep, ppoRecordFields, ppoTargets } from './ppo.js';
-import {
-  type EncodedPrompt,
-  encodePrompt,
-  type RewardFunction,
-  rolloutPrompts,
-  scoreCompletions,
-} from './rollout.js';
+import type { RewardFunction } from './rollout.js';
 import { openTrainRun, resolveResume, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
@@ -64,10 +51,6 @@ export {
   type MicroStats,
   microBatchGrads,
 } from './grpo_step.js';
-
-import { tooLongMessage } from '../data/too_long.js';
-import { mean } from '../util/stats.js';
-import { imageOptions } from './config.js';
 
 /** What `trainGrpo` can be given instead of building it from the config. Tests and library users pass these. */
 export interface GrpoDeps {
@@ -101,7 +84,7 @@ export interface GrpoResult {
 }
 
 /** Everything a run keeps between steps. */
-interface RunContext extends PolicyState {
+interface RunContext extends PolicyState, SampleContext {
   /** The learned critic when advantage is 'gae' (PPO), else null. */
   critic: Critic | null;
   prompts: PromptExample[];
@@ -116,152 +99,10 @@ interface RunContext extends PolicyState {
   sampling: Rng;
 }
 
-const warnedTooLong = new WeakMap<RunContext, Set<string>>();
-/** Names a skipped too-long prompt (file:line, tokens, images, the fix) once per run. */
-function warnTooLong(ctx: RunContext, ex: PromptExample, enc: EncodedPrompt): void {
-  const seen = warnedTooLong.get(ctx) ?? new Set<string>();
-  warnedTooLong.set(ctx, seen);
-  if (seen.has(ex.where)) return;
-  seen.add(ex.where);
-  const images = ex.images.map((file, i) => ({ file, gridThw: enc.gridThw[i] }));
-  const sample = { where: ex.where, tokens: enc.ids.length, images };
-  console.error(
-    `grpo: warning: ${tooLongMessage([sample], ctx.cfg.maxPromptLen, 'maxPromptLen', '--max-prompt-len', 'skipped')}`,
-  );
-}
-
-/** Encodes the next `k` prompts that fit maxPromptLen (longer ones are skipped). */
-async function nextPrompts(ctx: RunContext, k: number): Promise<{ ex: PromptExample; enc: EncodedPrompt }[]> {
-  const out: { ex: PromptExample; enc: EncodedPrompt }[] = [];
-  for (let tries = 0; out.length < k; tries++) {
-    if (tries > 10 * ctx.prompts.length + k)
-      throw new Error(`no prompt fits maxPromptLen (${ctx.cfg.maxPromptLen}): raise --max-prompt-len`);
-    const ex = ctx.prompts[ctx.stream.next(1)[0]];
-    const enc = await encodePrompt(ctx.tok, ex, imageOptions(ctx.cfg));
-    if (enc.ids.length <= ctx.cfg.maxPromptLen) out.push({ ex, enc });
-    else warnTooLong(ctx, ex, enc);
-  }
-  return out;
-}
-
-/** One sampling round on the rollout engine: k prompts x G completions, scored, with group advantages. */
-async function sampleRound(
-  ctx: RunContext,
-  k: number,
-  seed: number,
-  times: { rollout: number; reward: number },
-): Promise<{ groups: Group[]; nulls: number; version: number | null }> {
-  const { cfg } = ctx;
-  const G = cfg.numGenerations;
-  const t0 = performance.now();
-  const picked = await nextPrompts(ctx, k);
-  const res = await ctx.engine.generate(engineRequests(picked), {
-    n: G,
-    maxNewTokens: cfg.maxResponseLen,
-    temperature: cfg.temperature,
-    topP: cfg.topP,
-    topK: cfg.topK,
-    allowedVocab: Math.min(ctx.model.config.vocab_size, QWEN_REAL_VOCAB),
-    ...ctx.deps.sampling,
-    seed,
-    eosIds: ctx.deps.eosIds ?? QWEN_EOS_IDS,
-    stopStrings: cfg.stopStrings,
-  });
-  const where = `${ctx.engine.kind} engine${ctx.engine.url ? ` at ${ctx.engine.url}` : ''}`;
-  checkRolloutVersion(res.version, ctx.engine.servedVersion, cfg.rollout.maxVersionLag, where);
-  const gen = asGenerateResult(res, (ids) => ctx.tok.decode(ids), cfg.stopStrings);
-  const t1 = performance.now();
-  const texts = gen.texts ?? [];
-  const of = (r: number) => picked[gen.promptIndex[r]].ex;
-  const { rewards, nulls } = await scoreCompletions(
-    texts,
-    {
-      answers: gen.promptIndex.map((b) => picked[b].ex.answer),
-      prompts: gen.promptIndex.map((b) => picked[b].ex.prompt),
-      promptIds: texts.map((_, r) => of(r).id),
-      finishReasons: gen.finishReasons,
-      completionIds: gen.tokens,
-    },
-    { rewardFn: ctx.deps.rewardFn, format: cfg.reward.format, pool: ctx.pool },
-  );
-  times.rollout += t1 - t0;
-  times.reward += performance.now() - t1;
-  const adv = groupAdvantages(rewards, G, { scaleByStd: cfg.scaleRewardsByStd });
-  const flat = new Set(adv.zeroVarianceGroups);
-  const slice = <T>(xs: T[], b: number) => xs.slice(b * G, (b + 1) * G);
-  const groups = picked.map((p, b) => ({
-    example: p.ex,
-    encoded: p.enc,
-    tokens: slice(gen.tokens, b),
-    texts: slice(texts, b),
-    genLogprobs: slice(gen.logprobs, b),
-    finish: slice(gen.finishReasons, b),
-    rewards: slice(rewards, b),
-    advantages: slice(adv.advantages, b),
-    dropped: cfg.dynamicSampling && flat.has(b),
-  }));
-  return { groups, nulls, version: res.version };
-}
-
-/** Samples the step's groups; with dynamic sampling drops zero-variance groups and refills up to maxRefills times. */
-async function collectGroups(ctx: RunContext, step: number, times: { rollout: number; reward: number }) {
-  const { cfg } = ctx;
-  const all: Group[] = [];
-  let nulls = 0;
-  let refills = 0;
-  let version: number | null = null;
-  for (let round = 0; ; round++) {
-    const have = all.filter((g) => !g.dropped).length;
-    const r = await sampleRound(
-      ctx,
-      cfg.promptsPerStep - have,
-      rolloutSeed(cfg.seed ?? 0, step, round),
-      times,
-    );
-    all.push(...r.groups);
-    nulls += r.nulls;
-    version = r.version ?? version;
-    const kept = all.filter((g) => !g.dropped).length;
-    if (!cfg.dynamicSampling || kept >= cfg.promptsPerStep || round >= cfg.maxRefills) break;
-    refills++;
-  }
-  const kept = all.filter((g) => !g.dropped).slice(0, cfg.promptsPerStep);
-  return { all, kept, nulls, refills, dropped: all.filter((g) => g.dropped).length, version };
-}
-
 /** Number of RL steps: `steps`, or epochs x prompts / promptsPerStep (1 epoch when neither is set). */
 export function totalGrpoSteps(cfg: GrpoConfig, numPrompts: number): number {
   if (cfg.steps !== undefined) return cfg.steps;
   return Math.max(1, Math.ceil(((cfg.epochs ?? 1) * numPrompts) / cfg.promptsPerStep));
-}
-
-/** Greedy accuracy (mean reward) on the eval prompts. */
-async function evaluate(ctx: RunContext, prompts: PromptExample[]): Promise<number> {
-  const rewards: number[] = [];
-  for (let i = 0; i < prompts.length; i += ctx.cfg.promptsPerStep) {
-    const part = prompts.slice(i, i + ctx.cfg.promptsPerStep);
-    const enc = await Promise.all(part.map((p) => encodePrompt(ctx.tok, p, imageOptions(ctx.cfg))));
-    const gen = await rolloutPrompts(ctx.model, enc, {
-      greedy: true,
-      maxNewTokens: ctx.cfg.maxResponseLen,
-      eosIds: ctx.deps.eosIds ?? QWEN_EOS_IDS,
-      stopStrings: ctx.cfg.stopStrings,
-      decode: (ids) => ctx.tok.decode(ids),
-      padId: ctx.tok.special.pad,
-      allowedVocab: Math.min(ctx.model.config.vocab_size, QWEN_REAL_VOCAB),
-      ...ctx.deps.sampling,
-    });
-    const ctxR = {
-      answers: part.map((p) => p.answer),
-      prompts: part.map((p) => p.prompt),
-      promptIds: part.map((p) => p.id),
-      finishReasons: gen.finishReasons,
-      completionIds: gen.tokens,
-    };
-    const opts = { rewardFn: ctx.deps.rewardFn, format: ctx.cfg.reward.format, pool: ctx.pool };
-    rewards.push(...(await scoreCompletions(gen.texts ?? [], ctxR, opts)).rewards);
-  }
-  return mean(rewards, 0);
 }
 
 /** Builds the run context: model, reference (only when klCoef > 0), tokenizer, prompts, the trainer (resumed). */

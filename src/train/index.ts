@@ -97,7 +97,6 @@ export {
 } from './state.js';
 export {
   accumulateGrads,
-  assignWeights,
   type LossClosure,
   type StepResult,
   Trainer,

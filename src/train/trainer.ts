@@ -27,7 +27,7 @@ import { damagedCheckpointError } from '../io/run_folder.js';
 import { adapterOf } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { selectTrainable } from '../model/trainable.js';
-import { loadWeights } from '../model/weights.js';
+import { assignWeights } from '../model/weights.js';
 import { StopSignal } from '../util/interrupt.js';
 import { type JsonlLogger, type StepRecord, truncateStepLog } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
@@ -381,23 +381,5 @@ export class Trainer {
   dispose(): void {
     this.signals?.dispose();
     this.optimizer.dispose();
-  }
-}
-
-/**
- * Loads a checkpoint's weights and assigns them into the model's existing Variables (keeping their identity, so an
- * optimizer bound to them stays valid).
- * @example await assignWeights(model, 'runs/a/checkpoint-00000010');
- */
-export async function assignWeights(model: Qwen2_5_VL, dir: string): Promise<void> {
-  const loaded = await loadWeights(dir, model.config);
-  try {
-    for (const [name, v] of Object.entries(model.params)) {
-      const src = loaded[name];
-      if (!src) throw new Error(`assignWeights: ${dir} has no tensor for '${name}'`);
-      (v as tf.Variable).assign(src);
-    }
-  } finally {
-    tf.dispose(Object.values(loaded));
   }
 }
