@@ -11,27 +11,6 @@ export {
   type Weights,
   writeWeights,
 } from './checkpoint.js';
-export {
-  BYTES,
-  CHUNK,
-  f32ToBf16Bits,
-  type HostTensor,
-  INDEX_FILE,
-  MAX_HEADER_BYTES,
-  numel,
-  parseHeader,
-  type StDtype,
-  type TensorInfo,
-  widen16InPlace,
-} from './safetensors_format.js';
-export { readSafetensors, SafetensorsCheckpoint, SafetensorsFile } from './safetensors_read.js';
-export {
-  buildHeader,
-  planShards,
-  shardName,
-  type TensorSource,
-  type WriteOptions,
-  writeSafetensors,
-  writeSafetensorsDir,
-  writeSafetensorsFrom,
-} from './safetensors_write.js';
+// safetensors.ts is the file format's public face; the format module adds its low-level helpers here
+export * from './safetensors.js';
+export { BYTES, CHUNK, numel, widen16InPlace } from './safetensors_format.js';

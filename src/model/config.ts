@@ -14,7 +14,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { readJsonFile } from '../io/files.js';
 import { runFolderHint } from '../io/run_folder.js';
-import { checkConfigKeys } from './config_keys.js';
+import { checkConfigKeys, TOKEN_ID_KEYS } from './config_keys.js';
 
 /** Normalised vision tower config (HF `Qwen2_5_VLVisionConfig` names). */
 export interface VisionConfig {
@@ -135,14 +135,7 @@ export function consistencyIssues(c: Qwen2_5_VLConfig, ropeKey = 'rope_scaling')
     );
   }
   out.push(...visionIssues(c));
-  for (const k of [
-    'bos_token_id',
-    'eos_token_id',
-    'image_token_id',
-    'video_token_id',
-    'vision_start_token_id',
-    'vision_end_token_id',
-  ] as const) {
+  for (const k of TOKEN_ID_KEYS) {
     if (c[k] >= c.vocab_size)
       add(
         [k],

@@ -9,6 +9,16 @@
 type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
 
+/** The config's special-token id keys (config.ts checks each is < vocab_size). */
+export const TOKEN_ID_KEYS = [
+  'bos_token_id',
+  'eos_token_id',
+  'image_token_id',
+  'video_token_id',
+  'vision_start_token_id',
+  'vision_end_token_id',
+] as const;
+
 /** Text keys read by parseConfig (top level, or in text_config). */
 const TEXT_USED = [
   'hidden_size',
@@ -21,12 +31,7 @@ const TEXT_USED = [
   'vocab_size',
   'tie_word_embeddings',
   'max_position_embeddings',
-  'bos_token_id',
-  'eos_token_id',
-  'image_token_id',
-  'video_token_id',
-  'vision_start_token_id',
-  'vision_end_token_id',
+  ...TOKEN_ID_KEYS,
   'hidden_act',
   'rope_scaling',
   'rope_parameters',

@@ -74,6 +74,20 @@ export const matchesTarget = (module: string, target: string): boolean =>
   module === target || module.endsWith(`.${target}`);
 
 /**
+ * Every linear a LoRA adapter can target: module path → weight shape `[Dout, Din]`, in checkpoint order.
+ * @example linearModules(cfg).get('model.layers.0.self_attn.q_proj') // [hidden, hidden]
+ */
+export function linearModules(cfg: Qwen2_5_VLConfig): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const [name, shape] of paramShapes(cfg)) {
+    if (!name.endsWith('.weight') || shape.length !== 2) continue;
+    const module = name.slice(0, -'.weight'.length);
+    if (LINEAR_MODULE.test(module)) out.set(module, [shape[0], shape[1]]);
+  }
+  return out;
+}
+
+/**
  * The adapted linears of a model for the settings, in checkpoint order. Throws when a target matches nothing.
  * @example loraTargets(cfg, LoraConfig.parse({})).length // 7 per decoder layer
  */
@@ -83,22 +97,20 @@ export function loraTargets(
 ): LoraTarget[] {
   const out: LoraTarget[] = [];
   const used = new Set<string>();
-  const all: string[] = [];
-  for (const [name, shape] of paramShapes(cfg)) {
-    if (!name.endsWith('.weight') || shape.length !== 2) continue;
-    const module = name.slice(0, -'.weight'.length);
-    if (!LINEAR_MODULE.test(module)) continue;
-    all.push(module);
+  const all = linearModules(cfg);
+  for (const [module, [dOut, dIn]] of all) {
     if (module.startsWith('visual.') && !lora.vision) continue;
     const hit = lora.targetModules.filter((t) => matchesTarget(module, t));
     if (hit.length === 0) continue;
     for (const t of hit) used.add(t);
-    out.push({ module, in: shape[1], out: shape[0] });
+    out.push({ module, in: dIn, out: dOut });
   }
   const unused = lora.targetModules.filter((t) => !used.has(t));
   if (unused.length > 0) {
     const names = [
-      ...new Set(all.filter((m) => lora.vision || !m.startsWith('visual.')).map((m) => m.split('.').pop())),
+      ...new Set(
+        [...all.keys()].filter((m) => lora.vision || !m.startsWith('visual.')).map((m) => m.split('.').pop()),
+      ),
     ];
     throw new Error(
       `lora.targetModules ${JSON.stringify(unused)} match no linear layer${lora.vision ? '' : ' of the LM (vision is off)'}; ` +

@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { toLegacyName } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensorsFrom } from '../io/safetensors.js';
 import type { Qwen2_5_VLConfig } from './config.js';
-import { LoraAdapter, LoraConfig, loraKeys, loraTargets } from './lora.js';
+import { LoraAdapter, LoraConfig, linearModules, loraKeys } from './lora.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -137,7 +137,7 @@ export async function loadAdapter(dir: string, cfg: Qwen2_5_VLConfig): Promise<L
   checkSupported(json, cfgFile);
   const r = Number(json.r);
   const host = await readSafetensors(path.join(dir, ADAPTER_WEIGHTS));
-  const all = allLinears(cfg);
+  const all = linearModules(cfg);
   const problems: string[] = [];
   const found = new Map<string, { A?: Float32Array; B?: Float32Array }>();
   for (const [key, t] of host) {
@@ -176,26 +176,6 @@ export async function loadAdapter(dir: string, cfg: Qwen2_5_VLConfig): Promise<L
     tensors[k.b] = tf.tidy(() => tf.variable(tf.tensor2d(e.B, [shape[0], r]), true));
   }
   return new LoraAdapter(config, tensors);
-}
-
-/** Every adaptable linear of the model (module path → weight shape `[out, in]`). */
-function allLinears(cfg: Qwen2_5_VLConfig): Map<string, number[]> {
-  const names = [
-    'q_proj',
-    'k_proj',
-    'v_proj',
-    'o_proj',
-    'gate_proj',
-    'up_proj',
-    'down_proj',
-    'qkv',
-    'proj',
-    'merger.mlp.0',
-    'merger.mlp.2',
-  ];
-  const out = new Map<string, number[]>();
-  for (const t of loraTargets(cfg, { targetModules: names, vision: true })) out.set(t.module, [t.out, t.in]);
-  return out;
 }
 
 /**
