@@ -11,8 +11,8 @@ import { attachAdapter, LM_TARGETS, LoraAdapter, LoraConfig } from '../src/model
 import { Qwen2_5_VL } from '../src/model/qwen2_5_vl.js';
 import { measurePeak } from '../src/plan/measure.js';
 import { fmt, planMemory } from '../src/plan/memory.js';
+import { accumulateGrads } from '../src/train/accumulate.js';
 import { AdamW, globalNorm } from '../src/train/optim.js';
-import { accumulateGrads } from '../src/train/trainer.js';
 
 const arg = (k: string, d: string): string => {
   const i = process.argv.indexOf(`--${k}`);

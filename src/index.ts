@@ -63,13 +63,14 @@ export {
   VerifierPool,
   verify,
 } from './reward/index.js';
+export type { LossClosure } from './train/accumulate.js';
 // train: the SFT and GRPO trainers, their configs, the shared Trainer, the reward-function contract.
 export { SftConfig } from './train/config.js';
 export { type GrpoDeps, type GrpoResult, type GrpoStepRecord, trainGrpo } from './train/grpo.js';
 export { GrpoConfig } from './train/grpo_config.js';
 export type { RewardContext, RewardFunction } from './train/rollout.js';
 export { type SftDeps, type SftResult, trainSft } from './train/sft.js';
-export { type LossClosure, Trainer, type TrainerOptions } from './train/trainer.js';
+export { Trainer, type TrainerOptions } from './train/trainer.js';
 // util: JSONL step logs and the seeded splittable Rng.
 export { JsonlLogger, readStepLog, type StepRecord } from './util/log.js';
 export { Rng, type RngState } from './util/rng.js';

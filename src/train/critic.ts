@@ -13,6 +13,7 @@ import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { isTrainableParam as isTrainable, type TrainablePart } from '../model/trainable.js';
 import { ValueModel } from '../model/value.js';
+import { accumulateGrads } from './accumulate.js';
 import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard } from './optim.js';
 import {
   type AdvantageNorm,
@@ -25,7 +26,6 @@ import {
 import type { TrainRows } from './rollout.js';
 import { constant, type Schedule } from './schedule.js';
 import { optimizerTensors } from './state.js';
-import { accumulateGrads } from './trainer.js';
 
 /** Critic hyperparameters (ppo_config.ts `critic` fields). */
 export interface CriticSettings {

@@ -37,7 +37,7 @@ import { type PolicyState, updatePolicy } from './grpo_step.js';
 import { setupAdapter } from './lora.js';
 import { createCritic, ppoCriticStep, ppoRecordFields, ppoTargets } from './ppo.js';
 import type { RewardFunction } from './rollout.js';
-import { openTrainRun, resolveResume, writeRunConfig } from './state.js';
+import { openTrainRun, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
 // The update step (loss, gradients, minibatch loop) and the step record/logging live in grpo_step.ts and
@@ -141,10 +141,14 @@ async function setup(cfg: GrpoConfig, deps: GrpoDeps, run: RunFiles) {
     progress: run.bar,
     stepLogs: [run.rollLog.file],
   });
-  const resumeDir = await resolveResume(cfg.resume, cfg.outDir);
-  const state = resumeDir ? await trainer.resume(resumeDir) : undefined;
-  if (resumeDir) await critic?.resume(resumeDir);
-  const stream = new PromptStream(prompts.length, cfg.seed ?? 0, cfg.data.shuffle, state?.dataPosition);
+  const resumed = await trainer.resumeFrom(cfg.resume, cfg.outDir);
+  if (resumed) await critic?.resume(resumed.dir);
+  const stream = new PromptStream(
+    prompts.length,
+    cfg.seed ?? 0,
+    cfg.data.shuffle,
+    resumed?.state.dataPosition,
+  );
   const pool =
     !deps.rewardFn && cfg.reward.workers > 0 ? new VerifierPool({ threads: cfg.reward.workers }) : null;
   const engine = createEngine(cfg.rollout, {

@@ -10,12 +10,13 @@ import { withAdapterOff } from '../model/lora.js';
 import { tokenLogprobsFromHidden } from '../model/loss.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { lmLogits } from '../model/text.js';
+import { accumulateGrads, type LossClosure } from './accumulate.js';
 import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
 import { isWeightsOf } from './grpo_engine.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
 import type { TensorMap } from './optim.js';
 import { buildTrainRows, disposeRows, type EncodedPrompt, type TrainRows } from './rollout.js';
-import { accumulateGrads, type LossClosure, type Trainer } from './trainer.js';
+import type { Trainer } from './trainer.js';
 
 /** Loss settings of one update, from the config. */
 export interface LossSettings {

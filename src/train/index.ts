@@ -1,4 +1,6 @@
 // ovr/train: every public name of src/train/, by file (the package root, src/index.ts, lists the everyday subset).
+
+export { accumulateGrads, type LossClosure } from './accumulate.js';
 export {
   BACKENDS,
   type CommonTrainConfig,
@@ -96,8 +98,6 @@ export {
   writeRunConfig,
 } from './state.js';
 export {
-  accumulateGrads,
-  type LossClosure,
   type StepResult,
   Trainer,
   type TrainerConfig,

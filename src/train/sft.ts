@@ -34,7 +34,7 @@ import { JsonlLogger } from '../util/log.js';
 import { ProgressBar, type ProgressStream } from '../util/progress.js';
 import { imageOptions, type SftConfig } from './config.js';
 import { setupAdapter } from './lora.js';
-import { openTrainRun, resolveResume, writeRunConfig } from './state.js';
+import { openTrainRun, writeRunConfig } from './state.js';
 import { Trainer } from './trainer.js';
 
 /** Injected dependencies; everything defaults to the real thing. */
@@ -251,11 +251,10 @@ async function resumeRun(
   data: SftBatches,
   info: (l: string) => void,
 ): Promise<void> {
-  const dir = await resolveResume(c.resume, c.outDir);
-  if (!dir) return;
-  const state = await trainer.resume(dir);
-  data.seek(state.dataPosition);
-  info(`sft: resumed from ${dir} at step ${state.step}`);
+  const r = await trainer.resumeFrom(c.resume, c.outDir);
+  if (!r) return;
+  data.seek(r.state.dataPosition);
+  info(`sft: resumed from ${r.dir} at step ${r.state.step}`);
 }
 
 interface LoopArgs {

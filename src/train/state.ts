@@ -7,6 +7,7 @@
 //   training_config.json    the resolved training config
 //   optimizer.safetensors   F32 `exp_avg.<param>` and `exp_avg_sq.<param>` (torch AdamW state names)
 //   ...                     whatever `writeWeights(tmpDir)` writes (model safetensors + config.json)
+import { existsSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { DataPosition } from '../data/batches.js';
@@ -235,15 +236,21 @@ export async function loadTrainState(dir: string): Promise<LoadedTrainState> {
 }
 
 /**
- * Resolves a `resume` config value: 'latest' -> newest checkpoint in `outDir` (error if none), else the given dir.
+ * Resolves a `resume` config value: 'latest' -> newest complete checkpoint in `outDir`, else the given dir. 'latest'
+ * in a run dir with no complete checkpoint yet (the run stopped before its first save: it holds its log or
+ * training_config.json) resolves to undefined: the run starts again from step 0 there. 'latest' where no run ever
+ * wrote is an error (most likely a wrong --out-dir).
  * @example const dir = await resolveResume(cfg.resume, cfg.outDir);
  */
 export async function resolveResume(resume: string | undefined, outDir: string): Promise<string | undefined> {
   if (resume === undefined) return undefined;
   if (resume === 'latest') {
     const d = await latestCheckpoint(outDir);
-    if (!d) throw new Error(`resume 'latest': no complete checkpoint in ${outDir}; start without --resume`);
-    return d;
+    if (d) return d;
+    if (RUN_FILES.some((f) => existsSync(path.join(outDir, f)))) return undefined;
+    throw new Error(
+      `resume 'latest': no run in ${outDir} (no checkpoint, no ${RUN_FILES.join(' or ')}); check --out-dir, or start without --resume`,
+    );
   }
   const ok = await stat(path.join(resume, STATE_FILE)).then(
     () => true,
@@ -253,6 +260,9 @@ export async function resolveResume(resume: string | undefined, outDir: string):
     throw new Error(`resume '${resume}': no ${STATE_FILE} there; pass a checkpoint-<step> dir or 'latest'`);
   return resume;
 }
+
+/** Files a run writes before its first checkpoint. */
+const RUN_FILES = [CONFIG_FILE, 'log.jsonl'];
 
 /**
  * Opens a trainer's run dir (io/run_folder.ts): takes its lock (another live run writing it is refused, naming its

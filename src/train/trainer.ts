@@ -1,10 +1,9 @@
 // The one optimizer-step machinery of every trainer (SFT and GRPO): one accumulate -> clip -> guard -> AdamW -> log
 // -> checkpoint -> resume path. The loops stay in the trainers (nanoGPT style); a trainer supplies its loss as
 // micro-batch closures and gets the step. Follows mlx-lm tuner/trainer.py (loss closures, `(loss, ntoks)`) and
-// minGPT's small generic Trainer.
+// minGPT's small generic Trainer. Gradient accumulation over micro-batch closures is accumulate.ts.
 //
 // API
-//   accumulateGrads(losses, vars)          sum of micro-batch losses and their summed gradients
 //   class Trainer
 //     update(losses, { lr })               ONE optimizer update (accumulate, clip, guard, AdamW); no step count, no log
 //     endStep(record)                      counts the step, writes its log line (logEvery, skipped, last), progress bar
@@ -32,66 +31,13 @@ import { StopSignal } from '../util/interrupt.js';
 import { type JsonlLogger, type StepRecord, truncateStepLog } from '../util/log.js';
 import type { ProgressBar } from '../util/progress.js';
 import type { Rng, RngState } from '../util/rng.js';
+import { accumulateGrads, type LossClosure } from './accumulate.js';
 import type { CommonTrainConfig } from './config.js';
 import { restoreTrainedWeights, saveTrainedWeights, trainingClosures } from './lora.js';
-import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard, type TensorMap } from './optim.js';
+import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard } from './optim.js';
 import { checkResumeConfig } from './resume.js';
 import { type Schedule, warmupCosine } from './schedule.js';
-import { type LoadedTrainState, loadTrainState, saveTrainState } from './state.js';
-
-/** Loss of one micro-batch, built synchronously (it runs inside tf.variableGrads). */
-export type LossClosure = () => tf.Scalar;
-
-/**
- * Runs each closure under tf.variableGrads and sums values and gradients by param name. Caller owns `loss` and every
- * tensor of `grads`. A param no closure reaches (null gradient, e.g. the vision tower on text-only batches) gets no
- * entry, so AdamW leaves it untouched, as torch does for `p.grad is None`.
- * @example
- * const { loss, grads } = accumulateGrads([() => model.loss(a, la), () => model.loss(b, lb)], vars);
- */
-export function accumulateGrads(
-  losses: LossClosure[],
-  vars: Record<string, tf.Variable>,
-): { loss: tf.Scalar; grads: TensorMap } {
-  if (losses.length === 0) throw new Error('accumulateGrads: no micro-batch loss closures');
-  const names = Object.keys(vars);
-  const list = names.map((n) => vars[n]);
-  const sums: TensorMap = {};
-  let loss: tf.Scalar = tf.scalar(0);
-  try {
-    for (const f of losses) {
-      // tidy: when variableGrads throws (no connection), tfjs would otherwise strand the forward's loss tensor
-      const { value, grads } = tf.tidy(() => tf.variableGrads(f, list));
-      for (const n of names) {
-        const g = grads[vars[n].name];
-        if (!g) continue;
-        const old = sums[n];
-        sums[n] = old ? tf.add(old, g) : tf.clone(g);
-        old?.dispose();
-      }
-      tf.dispose(Object.values(grads).filter((g) => g));
-      const next = tf.add(loss, value) as tf.Scalar;
-      tf.dispose([loss, value]);
-      loss = next;
-    }
-    if (Object.keys(sums).length === 0) {
-      throw new Error(
-        'accumulateGrads: no trainable parameter received a gradient; check trainable vs the inputs',
-      );
-    }
-  } catch (e) {
-    // a failing closure (bad input, OOM) must not strand the sums of the micro-batches before it
-    tf.dispose([loss, ...Object.values(sums)]);
-    if (/Cannot find a connection between any variable/.test(String((e as Error)?.message))) {
-      throw new Error(
-        'accumulateGrads: no trainable parameter received a gradient; check trainable vs the inputs ' +
-          "(e.g. trainable 'vision' on text-only rows)",
-      );
-    }
-    throw e;
-  }
-  return { loss, grads: sums };
-}
+import { type LoadedTrainState, loadTrainState, resolveResume, saveTrainState } from './state.js';
 
 /** What the trainer needs from a config (SftConfig and GrpoConfig both fit). */
 export type TrainerConfig = Pick<
@@ -375,6 +321,26 @@ export class Trainer {
     // The steps after the checkpoint are run again: drop their old lines so each step is logged once.
     for (const f of [this.o.logger?.file, ...(this.o.stepLogs ?? [])]) if (f) truncateStepLog(f, state.step);
     return state;
+  }
+
+  /**
+   * The run's `resume` setting applied: resumes from the resolved checkpoint (state.ts resolveResume), or, for
+   * 'latest' in a run stopped before its first checkpoint, starts it again from step 0 (its log lines dropped).
+   * Returns the checkpoint dir and its state, or undefined when the run starts from step 0.
+   */
+  async resumeFrom(
+    resume: string | undefined,
+    outDir: string,
+  ): Promise<{ dir: string; state: LoadedTrainState } | undefined> {
+    const dir = await resolveResume(resume, outDir);
+    if (dir) return { dir, state: await this.resume(dir) };
+    if (resume !== undefined) {
+      for (const f of [this.o.logger?.file, ...(this.o.stepLogs ?? [])]) if (f) truncateStepLog(f, 0);
+      (this.o.info ?? console.error)(
+        `resume 'latest': ${outDir} has no complete checkpoint yet (the run stopped before its first save); starting it again from step 0`,
+      );
+    }
+    return undefined;
   }
 
   /** Frees the optimizer moments (the model's params stay with the model). */

@@ -9,7 +9,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   checkpointDiff,
   checkpointInProgress,
-  completeCheckpoints,
   faultRng,
   kill9,
   loggedSteps,
@@ -72,8 +71,8 @@ beforeAll(async () => {
 async function runWithKills(dir: string, kills: number, rnd: () => number): Promise<string[]> {
   const what: string[] = [];
   for (let k = 0; k <= kills; k++) {
-    const resume = completeCheckpoints(dir).length > 0;
-    const run = startCli(args(dir, resume));
+    // after a kill, always --resume latest: before the first checkpoint that restarts the run from step 0
+    const run = startCli(args(dir, k > 0));
     if (k === kills) {
       const r = await run.done;
       expect(r.code, `final run failed:\n${r.err}`).toBe(0);
@@ -89,7 +88,8 @@ async function runWithKills(dir: string, kills: number, rnd: () => number): Prom
     );
     if (!hit) {
       what.push('finished before the kill point');
-      expect((await run.done).code).toBe(0);
+      const r = await run.done;
+      expect(r.code, `run ${k} exited before the kill point:\n${r.err}`).toBe(0);
       return what;
     }
     await kill9(run);

@@ -9,8 +9,8 @@ import { attachAdapter, LM_TARGETS, LoraAdapter, LoraConfig } from '../../src/mo
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { measurePeak } from '../../src/plan/measure.js';
 import { planMemory } from '../../src/plan/memory.js';
+import { accumulateGrads } from '../../src/train/accumulate.js';
 import { AdamW, globalNorm } from '../../src/train/optim.js';
-import { accumulateGrads } from '../../src/train/trainer.js';
 import { fixtureConfig, setupBackend } from '../model/fixture.js';
 
 const LORA16 = { r: 16, targetModules: [...LM_TARGETS], vision: false };

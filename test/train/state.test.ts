@@ -163,9 +163,14 @@ describe('saveTrainState / loadTrainState', () => {
     await expect(saveTrainState(dir, { ...state(1), step: -1 })).rejects.toThrow(
       /step must be an integer >= 0/,
     );
-    await expect(resolveResume('latest', dir)).rejects.toThrow(/no complete checkpoint in/);
+    await expect(resolveResume('latest', dir)).rejects.toThrow(
+      /resume 'latest': no run in .* \(no checkpoint, no training_config.json or log.jsonl\); check --out-dir/,
+    );
     await expect(resolveResume(dir, dir)).rejects.toThrow(/pass a checkpoint-<step> dir or 'latest'/);
     expect(await resolveResume(undefined, dir)).toBeUndefined();
+    // a run stopped before its first checkpoint (its log exists): 'latest' means start again from step 0
+    await writeFile(path.join(dir, 'log.jsonl'), '{"step":1}\n');
+    expect(await resolveResume('latest', dir)).toBeUndefined();
     const ck = await saveTrainState(dir, state(2));
     expect(await resolveResume('latest', dir)).toBe(ck);
     expect(await resolveResume(ck, dir)).toBe(ck);
