@@ -7,12 +7,10 @@
 // Same technique as synckit (un-ts/synckit), written for this one request type.
 
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
-import { workerSource } from './pool.js';
-import type { Verdict, VerifyOptions } from './verify.js';
-import type { WorkerReply, WorkerRequest } from './worker.js';
+import type { Verdict, VerifyOptions, WorkerReply, WorkerRequest } from './options.js';
+import { workerSource } from './worker_source.js';
 
 /** Default per-case time limit (ms) of every entry point: `verify`, the rewards, the pool, `ovr-train grade`. */
-export const DEFAULT_TIME_LIMIT_MS = 2000;
 /** How long a fresh worker may take to load the CAS before the synchronous runner gives up (loaded machine, tsx). */
 export const START_TIMEOUT_MS = 60_000;
 /** Slots of the shared Int32Array: id of the last finished request, and the ready flag. */

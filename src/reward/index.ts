@@ -1,6 +1,6 @@
 // Public API of the verifiable math reward (see docs/reward.md).
 
-export { closeBounded, DEFAULT_TIME_LIMIT_MS } from './bounded.js';
+export { closeBounded } from './bounded.js';
 export {
   type Extracted,
   type ExtractKind,
@@ -8,6 +8,7 @@ export {
   extractAnswer,
   extractChoice,
 } from './extract.js';
+export { DEFAULT_TIME_LIMIT_MS } from './options.js';
 export { type PoolOptions, type PoolStats, VerifierPool } from './pool.js';
 export {
   type BatchRewardOptions,

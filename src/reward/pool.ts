@@ -9,13 +9,17 @@
 // Worker file: `worker.js` beside this file after `tsc` (dist/); from sources (vitest, tsx) there is only
 // `worker.ts`, so the thread boots tsx's ESM loader first and then imports it.
 
-import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { DEFAULT_TIME_LIMIT_MS } from './bounded.js';
-import { timeLimitOf, type Verdict, type VerifyOptions } from './verify.js';
-import type { WorkerReply, WorkerRequest } from './worker.js';
+import {
+  DEFAULT_TIME_LIMIT_MS,
+  timeLimitOf,
+  type Verdict,
+  type VerifyOptions,
+  type WorkerReply,
+  type WorkerRequest,
+} from './options.js';
+import { workerSource } from './worker_source.js';
 
 export interface PoolOptions {
   /** Worker threads (default: min(2, cores)). */
@@ -49,32 +53,6 @@ interface Slot {
   ready: boolean;
   task: Task | null;
   timer: NodeJS.Timeout | null;
-}
-
-/** tsx's ESM API, resolved from this file (not from the cwd) when the runtime allows it. */
-function tsxApi(): string {
-  try {
-    return import.meta.resolve('tsx/esm/api');
-  } catch {
-    return 'tsx/esm/api';
-  }
-}
-
-/** How to start a worker: the compiled .js when present, else the .ts source through tsx. Exported for tests. */
-export function workerSource(): { src: string | URL; eval: boolean } {
-  const js = new URL('./worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { src: js, eval: false };
-  const ts = new URL('./worker.ts', import.meta.url);
-  if (!existsSync(fileURLToPath(ts))) {
-    throw new Error(
-      `VerifierPool: no worker file next to ${fileURLToPath(import.meta.url)}; run \`npm run build\``,
-    );
-  }
-  const boot = `import(${JSON.stringify(tsxApi())}).then((m) => { m.register(); return import(${JSON.stringify(ts.href)}); })`;
-  return {
-    src: `${boot}.catch((e) => { console.error('reward worker failed to start:', e); process.exit(1); });`,
-    eval: true,
-  };
 }
 
 /** Smallest accepted worker heap (old generation), in MB. */

@@ -2,7 +2,7 @@
 // the work runs in a worker thread (bounded.ts) that is terminated when the limit passes; VerifierPool (pool.ts)
 // runs the same worker asynchronously. `verifyInProcess` is the unbounded core those workers call.
 
-import { DEFAULT_TIME_LIMIT_MS, verifyBounded } from './bounded.js';
+import { verifyBounded } from './bounded.js';
 import { casEngine } from './cas.js';
 import { type CompareOptions, nodesEqual } from './compare.js';
 import {
@@ -12,47 +12,12 @@ import {
   type Extracted,
   extractAnswer,
   extractChoice,
-  type Target,
 } from './extract.js';
 import { foldUnicodeDigits, MAX_ANSWER_CHARS, normalizeAnswer } from './normalize.js';
+import { timeLimitOf, type Verdict, type VerifyOptions } from './options.js';
 import { type Node, type ParseContext, parseNode } from './structure.js';
 
-/** Knobs, named after Math-Verify's where they exist. All optional. */
-export interface VerifyOptions {
-  /** Extraction targets for both sides (default both): `['latex']` or `['expr']`. */
-  targets?: Target[];
-  /** Compare closed numbers after rounding to this many decimals (Math-Verify `float_rounding`). */
-  floatRounding?: number;
-  /** Relative tolerance for closed numbers when `floatRounding` is not set (default 1e-9). */
-  rtol?: number;
-  /** false: variable names do not matter, `f(x)` = `f(y)` (default true). */
-  strict?: boolean;
-  /** A gold interval/set may match a predicted inequality chain (default false; the reverse is always on). */
-  allowSetRelationComp?: boolean;
-  /** Bare comma lists compare as unordered sets (default false: `4, 10, -2` ≠ `10, 4, -2`). */
-  unorderedLists?: boolean;
-  /** Allowed option letters for multiple choice (default A–E when the gold is a single capital letter). */
-  choices?: string[];
-  /**
-   * Hard time limit per case in ms (default 2000), counted from when a warm worker receives the case. On expiry
-   * the verdict is `{ equal: false, timedOut: true }`. In a VerifierPool it overrides the pool's `budgetMs`.
-   */
-  timeLimitMs?: number;
-}
-
-/** The outcome of one verification. `equal` is the reward bit; `reason` says why in a few words. */
-export interface Verdict {
-  equal: boolean;
-  reason: string;
-  /** The gold answer as extracted (null if none). */
-  gold: string | null;
-  /** The predicted answer as extracted (null if none). */
-  extracted: string | null;
-  /** Set when the case ran out of its time limit. */
-  timedOut?: boolean;
-  /** Wall time in ms from hand-over to a warm worker to its answer. */
-  ms?: number;
-}
+export type { Verdict, VerifyOptions } from './options.js';
 
 /** An answer needs a letter, a digit or a LaTeX command after normalisation (`$$`, `%`, `{,}` are empty). */
 const MEANINGFUL = /[A-Za-z0-9\\]/;
@@ -143,15 +108,6 @@ function verifyChoice(gold: string, goldLetter: string, prediction: string, choi
     gold,
     extracted: got,
   };
-}
-
-/** The time limit an option set asks for; throws on a bad value. */
-export function timeLimitOf(opts: VerifyOptions, fallback = DEFAULT_TIME_LIMIT_MS): number {
-  const ms = opts.timeLimitMs ?? fallback;
-  if (!(Number.isFinite(ms) && ms > 0)) {
-    throw new Error(`verify: timeLimitMs must be a positive number of milliseconds, got ${opts.timeLimitMs}`);
-  }
-  return ms;
 }
 
 /**

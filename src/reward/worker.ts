@@ -5,18 +5,8 @@
 // the caller terminates this thread and starts a fresh one.
 
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { type Verdict, type VerifyOptions, verifyInProcess, warmUp } from './verify.js';
-
-/** A request from the pool or the synchronous runner. */
-export interface WorkerRequest {
-  id: number;
-  gold: string;
-  prediction: string;
-  opts: VerifyOptions;
-}
-
-/** A reply (`ready` once, after warm-up; the synchronous runner reads readiness from shared memory instead). */
-export type WorkerReply = { ready: true } | { id: number; result: Verdict };
+import type { Verdict, WorkerReply, WorkerRequest } from './options.js';
+import { verifyInProcess, warmUp } from './verify.js';
 
 function answer(m: WorkerRequest): Verdict {
   try {

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { workerSource } from '../../src/reward/pool.js';
+import { workerSource } from '../../src/reward/worker_source.js';
 import { ROOT } from '../helpers.js';
 
 describe('worker file resolution', () => {
@@ -29,7 +29,8 @@ describe('worker file resolution', () => {
     });
     expect(fs.existsSync(path.join(out, 'worker.js'))).toBe(true);
     const script = `
-      import { VerifierPool, workerSource } from ${JSON.stringify(path.join(out, 'pool.js'))};
+      import { VerifierPool } from ${JSON.stringify(path.join(out, 'pool.js'))};
+      import { workerSource } from ${JSON.stringify(path.join(out, 'worker_source.js'))};
       const pool = new VerifierPool({ threads: 1, budgetMs: 2000 });
       const a = await pool.verify('\\\\frac12', 'so $\\\\boxed{0.5}$');
       const b = await pool.verify('1', '\\\\boxed{\\\\sum_{k=1}^{999}\\\\sum_{j=1}^{999} \\\\sin(jk)}');
