@@ -25,6 +25,23 @@ const FIXTURE = path.resolve(ROOT, '..', 'shared', 'fixtures', 'qwen2_5_vl_tiny'
 const tmp = mkdtempSync(path.join(tmpdir(), 'ovr-robust-'));
 type Result = { code: number | null; out: string; err: string; ms: number };
 
+/** `<name>.jsonl` with one messages row around a solid `w` x `h` JPEG (`<name>.jpg`); returns the JSONL path. */
+async function imageRows(name: string, w: number, h: number): Promise<string> {
+  const img = path.join(tmp, `${name}.jpg`);
+  await sharp({ create: { width: w, height: h, channels: 3, background: '#468' } })
+    .jpeg()
+    .toFile(img);
+  const content = [
+    { type: 'image', image: img },
+    { type: 'text', text: 'What?' },
+  ];
+  const messages = [
+    { role: 'user', content },
+    { role: 'assistant', content: 'An image.' },
+  ];
+  return write(path.join(tmp, `${name}.jsonl`), jsonl([{ messages }]));
+}
+
 interface Case {
   item: string;
   name: string;
@@ -186,27 +203,7 @@ const CASES: Case[] = [
     item: '5',
     name: '1.2 MP photo at the default maxSeqLen',
     run: async () => {
-      const img = path.join(tmp, 'photo.jpg');
-      await sharp({ create: { width: 1200, height: 1000, channels: 3, background: '#468' } })
-        .jpeg()
-        .toFile(img);
-      const data = write(
-        path.join(tmp, 'photo.jsonl'),
-        jsonl([
-          {
-            messages: [
-              {
-                role: 'user',
-                content: [
-                  { type: 'image', image: img },
-                  { type: 'text', text: 'What?' },
-                ],
-              },
-              { role: 'assistant', content: 'A photo.' },
-            ],
-          },
-        ]),
-      );
+      const data = await imageRows('photo', 1200, 1000);
       return cli(sft(path.join(tmp, 'photo'), ['--data.format', 'messages'], data));
     },
     good: (r) => r.code !== 0 && /photo\.jsonl:1/.test(r.err) && /--max-pixels/.test(r.err),
@@ -215,27 +212,7 @@ const CASES: Case[] = [
     item: '5',
     name: '100 MP image',
     run: async () => {
-      const img = path.join(tmp, 'huge.jpg');
-      await sharp({ create: { width: 10000, height: 10000, channels: 3, background: '#468' } })
-        .jpeg()
-        .toFile(img);
-      const data = write(
-        path.join(tmp, 'huge.jsonl'),
-        jsonl([
-          {
-            messages: [
-              {
-                role: 'user',
-                content: [
-                  { type: 'image', image: img },
-                  { type: 'text', text: 'What?' },
-                ],
-              },
-              { role: 'assistant', content: 'Big.' },
-            ],
-          },
-        ]),
-      );
+      const data = await imageRows('huge', 10000, 10000);
       return cli(sft(path.join(tmp, 'huge'), ['--data.format', 'messages'], data));
     },
     good: (r) => r.code !== 0 && /huge\.jsonl:1/.test(r.err) && /huge\.jpg/.test(r.err) && r.ms < 20_000,

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
+import { loadConfig, type Qwen2_5_VLConfig } from '../src/model/config.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** Project root (the folder holding package.json). */
@@ -42,4 +43,21 @@ export function expectClose(actual: Numeric, expected: Numeric, atol: number, la
   );
   expect(d.abs, `${label}: max abs diff ${d.abs} at ${d.at} exceeds ${atol}`).toBeLessThanOrEqual(atol);
   return d.abs;
+}
+
+/**
+ * The tiny model's config with its vocabulary cut to 256 (special ids 250-255), for fast LM tests on random weights.
+ * @example const model = Qwen2_5_VL.init(await tinyConfig256(), { seed: 1 });
+ */
+export async function tinyConfig256(): Promise<Qwen2_5_VLConfig> {
+  return {
+    ...(await loadConfig(path.join(ROOT, 'models', 'tiny'))),
+    vocab_size: 256,
+    image_token_id: 250,
+    video_token_id: 251,
+    vision_start_token_id: 252,
+    vision_end_token_id: 253,
+    bos_token_id: 254,
+    eos_token_id: 255,
+  };
 }

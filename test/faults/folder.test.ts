@@ -14,7 +14,6 @@ import {
   readFileSync,
   statSync,
   truncateSync,
-  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -25,8 +24,10 @@ import {
   completeCheckpoints,
   loggedSteps,
   runCliToEnd,
+  sftArgs,
   startCli,
   waitFor,
+  writeJsonl,
 } from './harness.js';
 
 const STEPS = 3;
@@ -34,30 +35,8 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'ovr-faults-dir-'));
 const train = path.join(tmp, 'train.jsonl');
 const ck = (dir: string, step: number) => path.join(dir, `checkpoint-${String(step).padStart(8, '0')}`);
 
-const args = (outDir: string, extra: string[] = []) => [
-  'sft',
-  '--model',
-  'tiny',
-  '--data.train',
-  train,
-  '--data.format',
-  'question_solution',
-  '--steps',
-  String(STEPS),
-  '--batch-size',
-  '2',
-  '--lr',
-  '1e-3',
-  '--save-every',
-  '1',
-  '--keep-last',
-  '3',
-  '--backend',
-  'wasm',
-  '--out-dir',
-  outDir,
-  ...extra,
-];
+const args = (outDir: string, extra: string[] = []) =>
+  sftArgs({ train, outDir, steps: STEPS, keepLast: 3, extra });
 
 /** Every file under `dir` with its size and mtime, to prove a refused run wrote nothing. */
 function snapshot(dir: string): string[] {
@@ -81,7 +60,7 @@ beforeAll(async () => {
     solution: `${i} times 2 is \\boxed{${2 * i}}.`,
     answer: String(2 * i),
   }));
-  writeFileSync(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+  writeJsonl(train, rows);
   reference = path.join(tmp, 'reference');
   const r = await runCliToEnd(args(reference));
   expect(r.code, r.err).toBe(0);

@@ -3,7 +3,7 @@
 // appearing, a temp checkpoint being written), and compares run folders byte for byte. No mocks: real processes, real
 // files, real signals. Randomness of kill points comes from OVR_FAULT_SEED (printed, so a failure can be replayed).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -145,3 +145,35 @@ export function faultRng(label: string): () => number {
 
 /** Whether the slow sweep is on. */
 export const SLOW = process.env.OVR_SLOW === '1';
+
+/**
+ * Flags of `ovr-train sft` on the tiny model as the fault tests run it: question_solution rows from `train`, batch 2,
+ * lr 1e-3, a checkpoint after every step, wasm backend, into `outDir`; `extra` flags are appended.
+ * @example startCli(sftArgs({ train, outDir, steps: 4, keepLast: 2, extra: ['--resume', 'latest'] }));
+ */
+export function sftArgs(o: {
+  train: string;
+  outDir: string;
+  steps: number;
+  keepLast: number;
+  extra?: string[];
+}) {
+  const flags: Record<string, string> = {
+    model: 'tiny',
+    'data.train': o.train,
+    'data.format': 'question_solution',
+    steps: String(o.steps),
+    'batch-size': '2',
+    lr: '1e-3',
+    'save-every': '1',
+    'keep-last': String(o.keepLast),
+    backend: 'wasm',
+    'out-dir': o.outDir,
+  };
+  return ['sft', ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]), ...(o.extra ?? [])];
+}
+
+/** Writes `rows` as JSONL (one object per line) to `file`. */
+export function writeJsonl(file: string, rows: unknown[]): void {
+  writeFileSync(file, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+}

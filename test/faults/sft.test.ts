@@ -2,7 +2,7 @@
 // step, or while a checkpoint is being written), resumed with `--resume latest` until it finishes, and must end
 // bit-identical to an uninterrupted run (weights, AdamW moments, train state) with each step logged once.
 // Default: one kill. OVR_SLOW=1: a sweep of random kill points, several kills per run.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,8 +14,10 @@ import {
   loggedSteps,
   runCliToEnd,
   SLOW,
+  sftArgs,
   startCli,
   waitFor,
+  writeJsonl,
 } from './harness.js';
 
 const STEPS = 4;
@@ -23,32 +25,14 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'ovr-faults-sft-'));
 const train = path.join(tmp, 'train.jsonl');
 
 /** The run's flags; every run of this file uses the same settings, only --out-dir (and --resume) differ. */
-const args = (outDir: string, resume = false) => [
-  'sft',
-  '--model',
-  'tiny',
-  '--data.train',
-  train,
-  '--data.format',
-  'question_solution',
-  '--data.prompt-template',
-  'qwen',
-  '--steps',
-  String(STEPS),
-  '--batch-size',
-  '2',
-  '--lr',
-  '1e-3',
-  '--save-every',
-  '1',
-  '--keep-last',
-  '2',
-  '--backend',
-  'wasm',
-  '--out-dir',
-  outDir,
-  ...(resume ? ['--resume', 'latest'] : []),
-];
+const args = (outDir: string, resume = false) =>
+  sftArgs({
+    train,
+    outDir,
+    steps: STEPS,
+    keepLast: 2,
+    extra: ['--data.prompt-template', 'qwen', ...(resume ? ['--resume', 'latest'] : [])],
+  });
 const last = (dir: string) => path.join(dir, `checkpoint-${String(STEPS).padStart(8, '0')}`);
 
 let reference: string;
@@ -58,7 +42,7 @@ beforeAll(async () => {
     solution: `${i} + ${i + 1} = ${2 * i + 1}, so \\boxed{${2 * i + 1}}.`,
     answer: String(2 * i + 1),
   }));
-  writeFileSync(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+  writeJsonl(train, rows);
   reference = path.join(tmp, 'reference');
   const r = await runCliToEnd(args(reference));
   expect(r.code, r.err).toBe(0);

@@ -9,26 +9,17 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Qwen2_5_VLConfig } from '../../src/model/config.js';
+import type { Qwen2_5_VLConfig } from '../../src/model/config.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { Critic, type CriticSettings } from '../../src/train/critic.js';
 import { buildTrainRows, type TrainRows } from '../../src/train/rollout.js';
-import { expectClose, ROOT } from '../helpers.js';
+import { expectClose, tinyConfig256 } from '../helpers.js';
 
 let cfg: Qwen2_5_VLConfig;
 let tmp: string;
 beforeAll(async () => {
   await tf.setBackend('cpu');
-  cfg = {
-    ...(await loadConfig(path.join(ROOT, 'models', 'tiny'))),
-    vocab_size: 256,
-    image_token_id: 250,
-    video_token_id: 251,
-    vision_start_token_id: 252,
-    vision_end_token_id: 253,
-    bos_token_id: 254,
-    eos_token_id: 255,
-  };
+  cfg = await tinyConfig256();
   tmp = await mkdtemp(path.join(os.tmpdir(), 'ovr-critic-'));
 });
 afterAll(() => rm(tmp, { recursive: true, force: true }));
