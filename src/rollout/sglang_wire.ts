@@ -124,6 +124,10 @@ export const GenerateRequest = z.object({
     .passthrough()
     .default({} as never),
   return_logprob: z.boolean().default(false),
+  lora_path: z
+    .union([z.string(), z.array(z.string().nullable())])
+    .nullish()
+    .describe('Adapter name per request (SGLang); one adapter per batch here'),
 });
 
 /** Turns a parsed /generate body into engine requests + sampling (eos: stop_token_ids, plus `eos` unless ignore_eos). */

@@ -4,9 +4,9 @@
 import {
   closeSync,
   existsSync,
+  fstatSync,
   mkdirSync,
   openSync,
-  fstatSync,
   readFileSync,
   readSync,
   statSync,
