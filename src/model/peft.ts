@@ -131,7 +131,7 @@ export async function loadAdapter(dir: string, cfg: Qwen2_5_VLConfig): Promise<L
   const json = JSON.parse(
     await readFile(cfgFile, 'utf8').catch(() => {
       throw new Error(
-        `${cfgFile} not found: --adapter must be a PEFT adapter folder (adapter_config.json + ${ADAPTER_WEIGHTS})`,
+        `${cfgFile} not found: expected a PEFT adapter folder (adapter_config.json + ${ADAPTER_WEIGHTS})`,
       );
     }),
   ) as PeftJson;

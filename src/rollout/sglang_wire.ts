@@ -122,7 +122,7 @@ export const GenerateRequest = z.object({
       repetition_penalty: z.number().positive().default(1),
     })
     .passthrough()
-    .default({} as never),
+    .prefault({}),
   return_logprob: z.boolean().default(false),
   lora_path: z
     .union([z.string(), z.array(z.string().nullable())])

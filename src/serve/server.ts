@@ -127,7 +127,8 @@ export function createHandler(o: ServeOptions) {
       throw new HttpError(400, 'expected {lora_name, lora_path}');
     const { lora_name: name, lora_path: dir } = b as { lora_name: string; lora_path: string };
     try {
-      await locked(() => engine.syncWeights({ dir, kind: 'adapter', version: engine.servedVersion + 1 }));
+      // weight_version tracks the base weights (as on SGLang): the adapter's name is what pins its version
+      await locked(() => engine.syncWeights({ dir, kind: 'adapter', version: engine.servedVersion }));
     } catch (e) {
       const still = adapter ? `adapter ${adapter.name}` : 'no adapter';
       throw new HttpError(
