@@ -126,9 +126,19 @@ export function createHandler(o: ServeOptions) {
     if (typeof b.lora_name !== 'string' || typeof b.lora_path !== 'string')
       throw new HttpError(400, 'expected {lora_name, lora_path}');
     const { lora_name: name, lora_path: dir } = b as { lora_name: string; lora_path: string };
+    if (name === o.modelName)
+      throw new HttpError(
+        400,
+        `lora_name '${name}' is the base model's name: pick another (requests name it)`,
+      );
+    let replaced: string | undefined;
     try {
       // weight_version tracks the base weights (as on SGLang): the adapter's name is what pins its version
-      await locked(() => engine.syncWeights({ dir, kind: 'adapter', version: engine.servedVersion }));
+      await locked(async () => {
+        await engine.syncWeights({ dir, kind: 'adapter', version: engine.servedVersion });
+        replaced = adapter?.name;
+        adapter = { name, path: dir }; // inside the lock: the next request in the queue sees the new name
+      });
     } catch (e) {
       const still = adapter ? `adapter ${adapter.name}` : 'no adapter';
       throw new HttpError(
@@ -139,8 +149,6 @@ export function createHandler(o: ServeOptions) {
         }),
       );
     }
-    const replaced = adapter?.name;
-    adapter = { name, path: dir };
     return {
       success: true,
       message: `loaded adapter ${name}${replaced ? ` (replaces ${replaced}: one adapter at a time)` : ''}`,
@@ -149,10 +157,12 @@ export function createHandler(o: ServeOptions) {
   const unloadAdapter = async (body: unknown) => {
     const name = (body as { lora_name?: unknown } | undefined)?.lora_name;
     if (typeof name !== 'string') throw new HttpError(400, 'expected {lora_name}');
-    if (adapter?.name !== name) return { success: true, message: `adapter ${name} is not loaded` };
-    await locked(async () => detachAdapter(o.model.params)?.dispose());
-    adapter = null;
-    return { success: true, message: `unloaded adapter ${name}` };
+    return locked(async () => {
+      if (adapter?.name !== name) return { success: true, message: `adapter ${name} is not loaded` };
+      detachAdapter(o.model.params)?.dispose();
+      adapter = null;
+      return { success: true, message: `unloaded adapter ${name}` };
+    });
   };
   const routes: Record<string, (body: unknown) => Promise<unknown>> = {
     'GET /health': async () => ({ status: 'ok' }),

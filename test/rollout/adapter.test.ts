@@ -178,6 +178,20 @@ describe('LoRA adapter sync to ovr-train serve', () => {
       // one adapter at a time: the first is gone
       const old = await post(`${url}/v1/completions`, { model: 'policy-v1', prompt: reqs[0].promptIds });
       expect(old.status).toBe(404);
+      // unloading a replaced name is a no-op; unloading the current one serves the base model only
+      expect((await post(`${url}/v1/unload_lora_adapter`, { lora_name: 'policy-v1' })).json.success).toBe(
+        true,
+      );
+      expect((await post(`${url}/v1/unload_lora_adapter`, { lora_name: 'policy-v2' })).json.message).toBe(
+        'unloaded adapter policy-v2',
+      );
+      const after = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+      expect(after.data.map((m) => m.id)).toEqual(['base']);
+      const same = await post(`${url}/load_lora_adapter`, {
+        lora_name: 'base',
+        lora_path: path.join(dir, 'lora2'),
+      });
+      expect(same.status).toBe(400);
     } finally {
       second.dispose();
     }
