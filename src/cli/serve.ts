@@ -4,9 +4,11 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { loadModel } from '../model/load.js';
+import { detachAdapter } from '../model/lora.js';
+import { swapAdapter } from '../model/peft.js';
 import { startServer } from '../serve/server.js';
 import { BACKENDS } from '../train/config.js';
-import { parseCommand, startBackend } from './common.js';
+import { startCommand } from './common.js';
 import { pickTokenizer } from './generate.js';
 
 /** Flags of `ovr-train serve`. */
@@ -22,7 +24,14 @@ export const ServeArgs = z
       .string()
       .min(1)
       .optional()
-      .describe('PEFT adapter folder to apply on start (needs adapter support)'),
+      .describe(
+        'PEFT adapter folder to attach on start; requests get it by naming it (SGLang lora_path, vLLM model)',
+      ),
+    adapterName: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Name of the --adapter in /v1/models and requests (default: its folder name)'),
     port: z
       .number()
       .int()
@@ -55,42 +64,53 @@ export type ServeArgs = z.output<typeof ServeArgs>;
 const SUMMARY =
   'Serve a model for rollouts: SGLang-style /generate + /update_weights_from_disk and vLLM/OpenAI-style\n' +
   '/v1/completions + /v1/chat/completions, /health, /v1/models (docs/scaling.md).\n' +
-  'Example: ovr-train serve --model runs/sft/checkpoint-00000100 --port 30000';
+  'Example: ovr-train serve --model runs/sft/checkpoint-00000100 --port 30000\n' +
+  'One LoRA adapter at a time (--adapter, /load_lora_adapter replaces it); requests name it to use it.';
 
 /**
  * CLI entry: runs until SIGINT/SIGTERM; returns the exit code.
  * @example await serveCommand(['--model', 'tiny', '--port', '0']);
  */
 export async function serveCommand(argv: string[]): Promise<number> {
-  const p = parseCommand(ServeArgs, argv, 'ovr-train serve', SUMMARY);
+  const p = await startCommand(ServeArgs, argv, 'ovr-train serve', SUMMARY, (c) => c.backend);
   if ('exit' in p) return p.exit;
   const a = p.config as ServeArgs;
-  if (a.adapter) {
-    console.error(
-      `ovr-train serve: --adapter ${a.adapter}: this build cannot load PEFT adapters yet (needs src/io/peft.ts); merge the adapter or serve full weights`,
-    );
-    return 2;
-  }
-  const backend = await startBackend(a.backend, process.env);
   const [model, tokenizer] = await Promise.all([loadModel(a.model, { seed: a.seed }), pickTokenizer(a)]);
   const modelName = a.servedModelName ?? (a.model === 'tiny' ? 'tiny' : path.basename(path.resolve(a.model)));
+  let adapter: { name: string; path: string } | undefined;
+  if (a.adapter) {
+    const dir = path.resolve(a.adapter);
+    try {
+      await swapAdapter(model, dir);
+    } catch (e) {
+      console.error(`ovr-train serve: --adapter: ${(e as Error).message}`);
+      model.dispose();
+      return 2;
+    }
+    adapter = { name: a.adapterName ?? path.basename(dir), path: dir };
+  }
   const server = await startServer(
     {
       model,
       tokenizer,
       modelName,
       modelPath: a.model === 'tiny' ? 'tiny' : path.resolve(a.model),
+      adapter,
       log: a.quiet ? undefined : (line) => console.error(`ovr-train serve: ${line}`),
     },
     { port: a.port, host: a.host },
   );
-  console.log(`ovr-train serve: listening on ${server.url} (model ${modelName}, backend ${backend})`);
+  const also = adapter ? `, adapter ${adapter.name}` : '';
+  console.log(
+    `ovr-train serve: listening on ${server.url} (model ${modelName}${also}, backend ${p.backend.name})`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
   await server.close();
+  detachAdapter(model.params)?.dispose();
   model.dispose();
   return 0;
 }

@@ -16,7 +16,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { toLegacyName } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensorsFrom } from '../io/safetensors.js';
 import type { Qwen2_5_VLConfig } from './config.js';
-import { LoraAdapter, LoraConfig, linearModules, loraKeys } from './lora.js';
+import type { Params } from './layers.js';
+import { attachAdapter, detachAdapter, LoraAdapter, LoraConfig, linearModules, loraKeys } from './lora.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -130,7 +131,7 @@ export async function loadAdapter(dir: string, cfg: Qwen2_5_VLConfig): Promise<L
   const json = JSON.parse(
     await readFile(cfgFile, 'utf8').catch(() => {
       throw new Error(
-        `${cfgFile} not found: --adapter must be a PEFT adapter folder (adapter_config.json + ${ADAPTER_WEIGHTS})`,
+        `${cfgFile} not found: expected a PEFT adapter folder (adapter_config.json + ${ADAPTER_WEIGHTS})`,
       );
     }),
   ) as PeftJson;
@@ -197,4 +198,34 @@ export async function restoreAdapter(target: LoraAdapter, dir: string, cfg: Qwen
   } finally {
     loaded.dispose();
   }
+}
+
+/**
+ * Serves the PEFT adapter folder `dir` on `model` in place of the one it carries: reads and checks every tensor
+ * first (a bad folder throws naming the folder and the problem, leaving the current adapter and the base weights
+ * untouched), then detaches and disposes the previous adapter and attaches the new one. One adapter at a time: this
+ * is the loader of `ovr-train serve` and of the owned LocalEngine.
+ * @example const lora = await swapAdapter(model, 'runs/a/rollout-weights/v00000012');
+ */
+export async function swapAdapter(
+  model: { params: Params; config: Qwen2_5_VLConfig },
+  dir: string,
+): Promise<LoraAdapter> {
+  let next: LoraAdapter;
+  try {
+    next = await loadAdapter(dir, model.config);
+  } catch (e) {
+    const msg = (e as Error).message;
+    throw new Error(msg.includes(dir) ? msg : `${dir}: ${msg}`);
+  }
+  const prev = detachAdapter(model.params);
+  try {
+    attachAdapter(model.params, next);
+  } catch (e) {
+    next.dispose();
+    if (prev) attachAdapter(model.params, prev);
+    throw new Error(`${dir}: ${(e as Error).message}`);
+  }
+  prev?.dispose();
+  return next;
 }

@@ -51,7 +51,7 @@ export const RolloutConfig = z
       .enum(['F32', 'BF16'])
       .default('F32')
       .describe(
-        'dtype of synced full weights: F32 keeps engine = trainer exactly; BF16 halves the bytes (engines serve bf16)',
+        'dtype of synced weights or adapter: F32 keeps engine = trainer exactly; BF16 halves the bytes (engines serve bf16)',
       ),
     isMode: z
       .enum(IS_MODES)

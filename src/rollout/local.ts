@@ -1,8 +1,10 @@
 // The in-process rollout engine: today's tfjs `generate` (KV cache, one prefill per prompt, N samples) behind the
 // RolloutEngine contract. In a trainer it shares the policy's Variables, so a sync only records the version; in
 // `ovr-train serve` it owns its model and a sync loads the new weights from disk (all tensors read and checked
-// before any is assigned, so a bad folder leaves the served weights untouched).
+// before any is assigned, so a bad folder leaves the served weights untouched): full HF weights are assigned into
+// the model's Variables, a PEFT adapter replaces the one the model carries (model/peft.ts swapAdapter; one at a time).
 import type { CausalLM } from '../model/generate.js';
+import { swapAdapter } from '../model/peft.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { assignWeights } from '../model/weights.js';
 import { rolloutPrompts } from '../train/rollout.js';
@@ -29,8 +31,6 @@ export interface LocalEngineOptions {
    * 'owned': the engine serves its own copy (sync = load the folder into it). Default 'shared'.
    */
   weights?: 'shared' | 'owned';
-  /** Loads a PEFT adapter folder into the model (src/io/peft.ts once it exists); without it adapter syncs fail. */
-  loadAdapter?: (dir: string) => Promise<void>;
 }
 
 /**
@@ -93,11 +93,7 @@ export class LocalEngine implements RolloutEngine {
     // no monotonic check: a new or resumed run numbers its versions from its own step (the client refuses stale rollouts)
     if ((this.o.weights ?? 'shared') === 'owned') {
       if (u.kind === 'adapter') {
-        if (!this.o.loadAdapter)
-          throw new Error(
-            `local engine: cannot load adapter ${u.dir}: this build has no PEFT adapter loader`,
-          );
-        await this.o.loadAdapter(u.dir);
+        await swapAdapter(this.o.model as Qwen2_5_VL, u.dir);
       } else {
         await assignWeights(this.o.model as Qwen2_5_VL, u.dir);
       }

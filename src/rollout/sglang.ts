@@ -57,6 +57,9 @@ export class SglangEngine implements RolloutEngine {
       retry: this.retry,
       parse: (json) => checkResult(parseGenerateReply(json, requests.length, s.n), requests.length, s.n),
     });
+    // an adapter is named per version (lora_path `<name>-v<version>`), so the request itself pins the version; SGLang's
+    // weight_version tracks full-weight loads only
+    if (this.lora) return { ...res, version: this.version };
     if (res.version !== null && res.version !== this.version) {
       throw new Error(
         `sglang engine at ${this.url}: rollout sampled with weight_version ${res.version}, but version ${this.version} was synced; refusing it (another client reloaded the engine?)`,

@@ -122,8 +122,12 @@ export const GenerateRequest = z.object({
       repetition_penalty: z.number().positive().default(1),
     })
     .passthrough()
-    .default({} as never),
+    .prefault({}),
   return_logprob: z.boolean().default(false),
+  lora_path: z
+    .union([z.string(), z.array(z.string().nullable())])
+    .nullish()
+    .describe('Adapter name per request (SGLang); one adapter per batch here'),
 });
 
 /** Turns a parsed /generate body into engine requests + sampling (eos: stop_token_ids, plus `eos` unless ignore_eos). */

@@ -19,7 +19,8 @@ export interface OpenAiContext {
   eos: number[];
   /** Default sampling cap (the real tokenizer ids). */
   allowedVocab: number;
-  generate(requests: RolloutRequest[], s: RolloutSampling): Promise<RolloutResult>;
+  /** Samples with the base model, or with the adapter when `model` names it (vLLM: adapter name = model name). */
+  generate(requests: RolloutRequest[], s: RolloutSampling, model?: string): Promise<RolloutResult>;
 }
 
 /** A client mistake: answered with HTTP 400 and this message. */
@@ -150,6 +151,7 @@ export async function completions(body: unknown, c: OpenAiContext): Promise<unkn
   const res = await c.generate(
     prompts.map((promptIds) => ({ promptIds })),
     s,
+    b.model,
   );
   const choices = res.samples.map((smp, i) => {
     const choice: Record<string, unknown> = {
@@ -218,7 +220,7 @@ export async function chatCompletions(body: unknown, c: OpenAiContext): Promise<
   const req: RolloutRequest = { promptIds };
   if (enc.pixelValues) req.pixels = { data: enc.pixelValues, gridThw: enc.imageGridThw ?? [] };
   const s = sampling(b, b.max_completion_tokens ?? b.max_tokens ?? 256, c);
-  const res = await c.generate([req], s);
+  const res = await c.generate([req], s, b.model);
   const choices = res.samples.map((smp, i) => {
     const choice: Record<string, unknown> = {
       index: i,

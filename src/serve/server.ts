@@ -2,13 +2,17 @@
 // can run on another machine with ovr and tests can drive the clients against a real server process.
 // SGLang-style: POST /generate, POST /update_weights_from_disk, POST /load_lora_adapter, GET /get_model_info,
 // GET /get_weight_version. vLLM/OpenAI-style: POST /v1/completions, POST /v1/chat/completions,
-// POST /v1/load_lora_adapter, GET /v1/models. Both: GET /health.
+// POST /v1/load_lora_adapter, GET /v1/models. Both: GET /health, POST /unload_lora_adapter (+ /v1/).
+// Adapters: ONE at a time (SGLang and vLLM keep several by name): loading one replaces the previous (model/peft.ts
+// swapAdapter; a bad folder is refused with 400 and the previous adapter keeps serving). As on those engines, a
+// request gets the adapter only when it names it (SGLang `lora_path`, vLLM `model`); otherwise the base model.
 // One model, one request at a time: handlers run through a FIFO lock, so a weight load waits for the rollout in
 // flight and the next rollout sees the new weights (SGLang's flush_cache semantics, without pausing).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { QWEN_EOS_IDS } from '../model/generate.js';
+import { adapterOf, detachAdapter } from '../model/lora.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB } from '../model/sampling.js';
 import { LocalEngine } from '../rollout/local.js';
@@ -23,8 +27,8 @@ export interface ServeOptions {
   modelName: string;
   /** Folder the weights came from (reported by /get_model_info). */
   modelPath: string;
-  /** Loads a PEFT adapter folder into the model; absent: adapter endpoints answer 501. */
-  loadAdapter?: (dir: string) => Promise<void>;
+  /** The adapter the model already carries (attached with swapAdapter), served under `name`. */
+  adapter?: { name: string; path: string };
   /** One line per request (default: none). */
   log?: (line: string) => void;
 }
@@ -71,9 +75,12 @@ export function createHandler(o: ServeOptions) {
     padId: tok.special.pad,
     decode: (ids) => tok.decode(ids),
     weights: 'owned',
-    loadAdapter: o.loadAdapter,
   });
-  let adapter: { name: string; path: string } | null = null;
+  let adapter: { name: string; path: string } | null = o.adapter ?? null;
+  if (adapter && !adapterOf(o.model.params))
+    throw new Error(
+      `serve: adapter ${adapter.name} given but the model carries none (attach it with swapAdapter)`,
+    );
   let queue: Promise<unknown> = Promise.resolve();
   const locked = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = queue.then(fn, fn);
@@ -86,21 +93,76 @@ export function createHandler(o: ServeOptions) {
     modelName: o.modelName,
     eos: QWEN_EOS_IDS,
     allowedVocab,
-    generate: (r, s) => locked(() => engine.generate(r, s)),
+    generate: (r, s, name) =>
+      locked(async () => {
+        const a = adapterOf(o.model.params);
+        if (wantsAdapter(name) || !a) return engine.generate(r, s);
+        a.enabled = false;
+        try {
+          return await engine.generate(r, s);
+        } finally {
+          a.enabled = true;
+        }
+      }),
+  };
+  /** Whether a request naming `name` (model name, adapter name or path; none = base) gets the adapter. */
+  function wantsAdapter(name: string | null | undefined): boolean {
+    if (name === undefined || name === null || name === '' || name === o.modelName) return false;
+    if (adapter && (name === adapter.name || name === adapter.path)) return true;
+    const have = [o.modelName, ...(adapter ? [adapter.name] : [])].map((x) => `'${x}'`).join(', ');
+    throw new HttpError(
+      404,
+      `model or adapter '${name}' is not served here (serving ${have}; one adapter at a time: load it with /load_lora_adapter)`,
+    );
+  }
+  const loraOf = (p: string | (string | null)[] | null | undefined): string | undefined => {
+    const names = new Set(Array.isArray(p) ? p.map((x) => x ?? '') : [p ?? '']);
+    if (names.size > 1)
+      throw new HttpError(400, `lora_path: one adapter per /generate batch here, got ${JSON.stringify(p)}`);
+    return [...names][0] || undefined;
   };
   const loadAdapter = async (body: unknown) => {
     const b = (body ?? {}) as { lora_name?: unknown; lora_path?: unknown };
-    if (!o.loadAdapter)
-      throw new HttpError(
-        501,
-        'this ovr build cannot load PEFT adapters yet (needs src/io/peft.ts); sync full weights with /update_weights_from_disk',
-      );
     if (typeof b.lora_name !== 'string' || typeof b.lora_path !== 'string')
       throw new HttpError(400, 'expected {lora_name, lora_path}');
     const { lora_name: name, lora_path: dir } = b as { lora_name: string; lora_path: string };
-    await locked(() => engine.syncWeights({ dir, kind: 'adapter', version: engine.servedVersion + 1 }));
-    adapter = { name, path: dir };
-    return { success: true, message: `loaded adapter ${name}` };
+    if (name === o.modelName)
+      throw new HttpError(
+        400,
+        `lora_name '${name}' is the base model's name: pick another (requests name it)`,
+      );
+    let replaced: string | undefined;
+    try {
+      // weight_version tracks the base weights (as on SGLang): the adapter's name is what pins its version
+      await locked(async () => {
+        await engine.syncWeights({ dir, kind: 'adapter', version: engine.servedVersion });
+        replaced = adapter?.name;
+        adapter = { name, path: dir }; // inside the lock: the next request in the queue sees the new name
+      });
+    } catch (e) {
+      const still = adapter ? `adapter ${adapter.name}` : 'no adapter';
+      throw new HttpError(
+        400,
+        JSON.stringify({
+          success: false,
+          message: `failed to load adapter ${name}: ${(e as Error).message}; still serving ${still}`,
+        }),
+      );
+    }
+    return {
+      success: true,
+      message: `loaded adapter ${name}${replaced ? ` (replaces ${replaced}: one adapter at a time)` : ''}`,
+    };
+  };
+  const unloadAdapter = async (body: unknown) => {
+    const name = (body as { lora_name?: unknown } | undefined)?.lora_name;
+    if (typeof name !== 'string') throw new HttpError(400, 'expected {lora_name}');
+    return locked(async () => {
+      if (adapter?.name !== name) return { success: true, message: `adapter ${name} is not loaded` };
+      detachAdapter(o.model.params)?.dispose();
+      adapter = null;
+      return { success: true, message: `unloaded adapter ${name}` };
+    });
   };
   const routes: Record<string, (body: unknown) => Promise<unknown>> = {
     'GET /health': async () => ({ status: 'ok' }),
@@ -127,7 +189,7 @@ export function createHandler(o: ServeOptions) {
         throw new HttpError(400, `/generate: ${i.path.join('.') || 'body'}: ${i.message}`);
       }
       const { requests, sampling } = fromGenerateRequest(p.data, QWEN_EOS_IDS, allowedVocab);
-      const res = await ctx.generate(requests, sampling);
+      const res = await ctx.generate(requests, sampling, loraOf(p.data.lora_path));
       const single = typeof p.data.input_ids[0] === 'number';
       return generateReply(
         res,
@@ -161,6 +223,8 @@ export function createHandler(o: ServeOptions) {
     },
     'POST /load_lora_adapter': loadAdapter,
     'POST /v1/load_lora_adapter': loadAdapter,
+    'POST /unload_lora_adapter': unloadAdapter,
+    'POST /v1/unload_lora_adapter': unloadAdapter,
     'POST /v1/completions': (body) => completions(body, ctx),
     'POST /v1/chat/completions': (body) => chatCompletions(body, ctx),
   };

@@ -241,6 +241,19 @@ export const GrpoConfig = z
         `evalEvery (${c.evalEvery}) needs data.eval: pass --data.eval FILE or set evalEvery to 0`,
       );
     }
+    const lora = c.lora !== undefined || c.adapter !== undefined;
+    if (c.rollout.weights === 'adapter' && !lora) {
+      issue(
+        ['rollout', 'weights'],
+        `rollout.weights 'adapter' syncs the LoRA adapter, but this run trains the full weights: add --lora.r 16 (or --adapter DIR) to train an adapter, or set --rollout.weights full${c.rollout.engine === 'vllm' ? " with rollout.engine 'sglang' (vLLM syncs adapters only)" : ''}`,
+      );
+    }
+    if (c.rollout.weights === 'full' && lora && c.rollout.engine !== 'local') {
+      issue(
+        ['rollout', 'weights'],
+        "this run trains a LoRA adapter, so the engine must load it: set --rollout.weights adapter (a 'full' sync would send the base weights without the adapter)",
+      );
+    }
   });
 
 /** Resolved GRPO config (after defaults). */

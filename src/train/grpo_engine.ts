@@ -7,6 +7,8 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { PromptExample } from '../data/prompts.js';
 import type { GenerateResult } from '../model/generate.js';
+import { adapterOf } from '../model/lora.js';
+import { saveAdapter } from '../model/peft.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { saveWeights } from '../model/weights.js';
 import type { RolloutConfig } from '../rollout/config.js';
@@ -100,7 +102,8 @@ export interface SyncRecord {
 
 /**
  * Keeps a remote engine serving the trainer's weights: `sync(model, version)` writes `<syncDir>/v<version>` atomically
- * (HF safetensors + config.json), has the engine load it, then deletes older folders. The in-process engine shares
+ * (HF safetensors + config.json, or with rollout.weights 'adapter' the PEFT adapter of a LoRA run), has the engine
+ * load it, then deletes older folders (only the served version is kept). The in-process engine shares
  * the weights, so only the version is recorded.
  */
 export class EngineSync {
@@ -122,15 +125,19 @@ export class EngineSync {
     if (this.engine.kind === 'local') {
       await this.engine.syncWeights({ dir: '', kind: 'full', version: step });
     } else {
-      if (this.cfg.weights === 'adapter')
-        throw new Error(
-          'rollout.weights adapter: this build cannot write PEFT adapters yet (LoRA); use full weights',
-        );
       const dtype = this.cfg.syncDtype;
+      const kind = this.cfg.weights;
+      const lora = adapterOf(model.params);
+      if (kind === 'adapter' && !lora)
+        throw new Error(
+          "rollout.weights 'adapter': the policy carries no LoRA adapter; set --lora.r (or --adapter DIR) or use rollout.weights 'full'",
+        );
       const dir = await writeSyncDir(this.root, step, (d) =>
-        saveWeights(d, model.params, model.config, { dtype }),
+        lora && kind === 'adapter'
+          ? saveAdapter(d, lora, { dtype })
+          : saveWeights(d, model.params, model.config, { dtype }),
       );
-      await this.engine.syncWeights({ dir, kind: 'full', version: step });
+      await this.engine.syncWeights({ dir, kind, version: step });
       await pruneSyncDirs(this.root, [dir]);
     }
     return { syncMs: performance.now() - t0, servedVersion: this.engine.servedVersion };
