@@ -76,6 +76,8 @@ export {
   processor,
 } from './processor.js';
 export {
+  type EncodedPrompt,
+  encodePrompt,
   loadPrompts,
   type PromptExample,
   type PromptRowOptions,

@@ -4,8 +4,11 @@
 import path from 'node:path';
 import { type DataPosition, epochOrder } from './batches.js';
 import { type ChatMessage, type ContentPart, renderChat } from './chat.js';
+import { processor } from './processor.js';
+import type { SmartResizeOptions } from './resize.js';
 import { goldAnswer, type JsonlRow, readJsonl, rowImages, rowObject, rowQuestion } from './rows.js';
 import { buildPrompt, type PromptTemplateName } from './templates.js';
+import type { QwenTokenizer } from './tokenizer.js';
 
 /** How prompt rows are read (GrpoConfig's `data` section fits). */
 export interface PromptRowOptions {
@@ -155,4 +158,25 @@ export function requireGoldAnswers(prompts: PromptExample[], file: string, answe
     `${file}: none of its ${prompts.length} row(s) has a gold answer: looked for ${fields}. The math reward ` +
       'would score every completion 0; add the answers, set data.answerField, or pass a custom reward function',
   );
+}
+
+/** A tokenized prompt: ids with image pads expanded, and its image patches. */
+export interface EncodedPrompt {
+  ids: number[];
+  /** [N_i, PATCH_WIDTH] row-major patches, or null for text-only prompts. */
+  pixels: Float32Array | null;
+  gridThw: number[][];
+}
+
+/**
+ * Tokenizes one prompt (and preprocesses its images) with the Qwen2.5-VL processor.
+ * @example const enc = await encodePrompt(tok, prompts[0]); enc.ids.length
+ */
+export async function encodePrompt(
+  tok: QwenTokenizer,
+  ex: PromptExample,
+  sizes: SmartResizeOptions = {},
+): Promise<EncodedPrompt> {
+  const out = await processor(ex.prompt, { ...sizes, tokenizer: tok, images: ex.images });
+  return { ids: out.inputIds[0], pixels: out.pixelValues ?? null, gridThw: out.imageGridThw ?? [] };
 }

@@ -2,7 +2,10 @@
 // engine/trainer mismatch is corrected. zod 4, every field described (shown by `ovr-train grpo --help` as
 // --rollout.engine, --rollout.url, ...). Defaults keep today's behaviour: the in-process engine, synced every update.
 import { z } from 'zod';
-import { IS_MODES } from '../train/is_correction.js';
+
+/** How the trainer forms importance weights from the engine/trainer log-prob mismatch (train/is_correction.ts). */
+export type IsMode = 'token_truncate' | 'token_mask' | 'sequence_truncate' | 'sequence_mask';
+export const IS_MODES = ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'] as const;
 
 /** Retry policy of a remote engine (src/rollout/http.ts). */
 export const RetryConfig = z

@@ -8,7 +8,7 @@ import type { RolloutEngine } from './types.js';
 import { VllmEngine } from './vllm.js';
 
 export { RolloutConfig } from './config.js';
-export { LocalEngine } from './local.js';
+export { imageInputs, LocalEngine, rolloutPrompts } from './local.js';
 export { SglangEngine } from './sglang.js';
 export { pruneSyncDirs, writeSyncDir } from './sync.js';
 export type {

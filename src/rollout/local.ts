@@ -3,11 +3,13 @@
 // `ovr-train serve` it owns its model and a sync loads the new weights from disk (all tensors read and checked
 // before any is assigned, so a bad folder leaves the served weights untouched): full HF weights are assigned into
 // the model's Variables, a PEFT adapter replaces the one the model carries (model/peft.ts swapAdapter; one at a time).
-import type { CausalLM } from '../model/generate.js';
+import * as tf from '@tensorflow/tfjs-core';
+import type { EncodedPrompt } from '../data/prompts.js';
+import { type CausalLM, type GenerateOptions, type GenerateResult, generate } from '../model/generate.js';
 import { swapAdapter } from '../model/peft.js';
-import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
+import { PATCH_WIDTH } from '../model/vision.js';
 import { assignWeights } from '../model/weights.js';
-import { rolloutPrompts } from '../train/rollout.js';
 import { Rng } from '../util/rng.js';
 import {
   checkResult,
@@ -17,6 +19,43 @@ import {
   type RolloutSampling,
   type WeightSync,
 } from './types.js';
+
+/** Concatenated patches and grids of `prompts` in row order; the caller disposes `pixelValues`. */
+export function imageInputs(prompts: EncodedPrompt[]): Pick<ModelInputs, 'pixelValues' | 'imageGridThw'> {
+  const withImages = prompts.filter((p) => p.pixels !== null);
+  if (withImages.length === 0) return {};
+  const total = withImages.reduce((a, p) => a + (p.pixels as Float32Array).length, 0);
+  const data = new Float32Array(total);
+  let at = 0;
+  for (const p of withImages) {
+    data.set(p.pixels as Float32Array, at);
+    at += (p.pixels as Float32Array).length;
+  }
+  return {
+    pixelValues: tf.tensor2d(data, [total / PATCH_WIDTH, PATCH_WIDTH]),
+    imageGridThw: withImages.flatMap((p) => p.gridThw),
+  };
+}
+
+/**
+ * Samples `numSamples` completions per prompt from one shared prefill (left-padded batch).
+ * @example const out = await rolloutPrompts(model, encoded, { maxNewTokens: 64, numSamples: 8, rng, padId });
+ */
+export async function rolloutPrompts(
+  model: CausalLM,
+  prompts: EncodedPrompt[],
+  opts: GenerateOptions & { padId: number },
+): Promise<GenerateResult> {
+  const P = Math.max(...prompts.map((p) => p.ids.length));
+  const inputIds = prompts.map((p) => [...new Array(P - p.ids.length).fill(opts.padId), ...p.ids]);
+  const attentionMask = prompts.map((p) => [...new Array(P - p.ids.length).fill(0), ...p.ids.map(() => 1)]);
+  const img = imageInputs(prompts);
+  try {
+    return await generate(model, { inputIds, attentionMask, ...img }, opts);
+  } finally {
+    img.pixelValues?.dispose();
+  }
+}
 
 /** Options of {@link LocalEngine}. */
 export interface LocalEngineOptions {

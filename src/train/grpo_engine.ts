@@ -5,7 +5,7 @@
 // vLLM / `ovr-train serve`. Off-policy correction of what it samples is in is_correction.ts and grpo_step.ts.
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import type { PromptExample } from '../data/prompts.js';
+import type { EncodedPrompt, PromptExample } from '../data/prompts.js';
 import type { GenerateResult } from '../model/generate.js';
 import { adapterOf } from '../model/lora.js';
 import { saveAdapter } from '../model/peft.js';
@@ -16,7 +16,6 @@ import { pruneSyncDirs, writeSyncDir } from '../rollout/sync.js';
 import type { RolloutEngine, RolloutRequest, RolloutResult } from '../rollout/types.js';
 import { Rng } from '../util/rng.js';
 import { importanceWeights } from './is_correction.js';
-import type { EncodedPrompt } from './rollout.js';
 
 /**
  * The sampling seed of round `round` of RL step `step` (uint32): a pure function of (seed, step, round), so a resumed

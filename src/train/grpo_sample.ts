@@ -2,7 +2,7 @@
 // each on the rollout engine, scored and group-normalised; DAPO dynamic sampling (drop zero-variance groups, refill);
 // and the greedy eval. The loop that uses them is grpo.ts. References: TRL `GRPOTrainer._generate_and_score_completions`,
 // DAPO (arXiv 2503.14476) dynamic sampling.
-import type { PromptExample, PromptStream } from '../data/prompts.js';
+import { type EncodedPrompt, encodePrompt, type PromptExample, type PromptStream } from '../data/prompts.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { tooLongMessage } from '../data/too_long.js';
 import { QWEN_EOS_IDS } from '../model/generate.js';
@@ -10,19 +10,14 @@ import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB, type SamplingOptions } from '../model/sampling.js';
 import type { VerifierPool } from '../reward/pool.js';
 import type { RolloutEngine } from '../rollout/index.js';
+import { rolloutPrompts } from '../rollout/local.js';
 import { mean } from '../util/stats.js';
 import { imageOptions } from './config.js';
 import type { GrpoConfig } from './grpo_config.js';
 import { asGenerateResult, checkRolloutVersion, engineRequests, rolloutSeed } from './grpo_engine.js';
 import { groupAdvantages } from './grpo_math.js';
 import type { Group } from './grpo_step.js';
-import {
-  type EncodedPrompt,
-  encodePrompt,
-  type RewardFunction,
-  rolloutPrompts,
-  scoreCompletions,
-} from './rollout.js';
+import { type RewardFunction, scoreCompletions } from './rollout.js';
 
 /** What sampling reads from a GRPO run. */
 export interface SampleContext {

@@ -4,7 +4,7 @@
 // for how the old log-probs are chosen (on-policy stop-gradient vs. a no-grad recompute).
 // Shapes: n rows in a micro-batch, Tc completion length, D hidden, V vocabulary; G = numGenerations.
 import * as tf from '@tensorflow/tfjs-core';
-import type { PromptExample } from '../data/prompts.js';
+import type { EncodedPrompt, PromptExample } from '../data/prompts.js';
 import type { QwenTokenizer } from '../data/tokenizer.js';
 import { withAdapterOff } from '../model/lora.js';
 import { tokenLogprobsFromHidden } from '../model/loss.js';
@@ -15,7 +15,7 @@ import { type GrpoConfig, grpoBatchPlan } from './grpo_config.js';
 import { isWeightsOf } from './grpo_engine.js';
 import { clippedPolicyLoss, entropyFromLogits, type PolicyLossStats, stopGradient } from './grpo_math.js';
 import type { TensorMap } from './optim.js';
-import { buildTrainRows, disposeRows, type EncodedPrompt, type TrainRows } from './rollout.js';
+import { buildTrainRows, disposeRows, type TrainRows } from './rollout.js';
 import type { Trainer } from './trainer.js';
 
 /** Loss settings of one update, from the config. */

@@ -63,11 +63,8 @@ export { checkResumeConfig, RESUME_FREE_KEYS, resumeMismatches } from './resume.
 export {
   buildTrainRows,
   disposeRows,
-  type EncodedPrompt,
-  encodePrompt,
   type RewardContext,
   type RewardFunction,
-  rolloutPrompts,
   type ScoreOptions,
   scoreCompletions,
   type TrainRows,

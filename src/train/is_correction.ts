@@ -13,9 +13,9 @@
 // The weight multiplies the policy-gradient term of each token (not the KL term), as TRL does.
 // Pure host math on ragged rows (one row per completion, one entry per real token).
 
-/** How importance weights are formed from the mismatch. */
-export type IsMode = 'token_truncate' | 'token_mask' | 'sequence_truncate' | 'sequence_mask';
-export const IS_MODES = ['token_truncate', 'token_mask', 'sequence_truncate', 'sequence_mask'] as const;
+import { IS_MODES, type IsMode } from '../rollout/config.js';
+
+export { IS_MODES, type IsMode };
 
 /** Weights and mismatch statistics of one batch. */
 export interface IsCorrection {

@@ -1,20 +1,8 @@
-// GRPO rollouts: prompts (data/prompts.ts) -> token ids (+ image patches) -> G sampled completions per prompt from one
-// shared prefill (model/generate.ts) -> rewards (TRL-style reward function, or the math reward of src/reward in its
-// worker pool) -> the padded [prompt | completion] rows the loss is computed on.
-// Follows TRL `GRPOTrainer._generate_and_score_completions` (prompts x G, rewards, then advantages elsewhere).
-//
-// Shapes: B prompts, G generations per prompt, R = B x G completion rows (row r continues prompt floor(r / G)),
-// P padded prompt length (prompts are left-padded), Tc longest completion, L = P + Tc.
-import * as tf from '@tensorflow/tfjs-core';
-import { processor } from '../data/processor.js';
-import type { PromptExample } from '../data/prompts.js';
-import type { SmartResizeOptions } from '../data/resize.js';
-import type { QwenTokenizer } from '../data/tokenizer.js';
-import { type CausalLM, type GenerateOptions, type GenerateResult, generate } from '../model/generate.js';
+import type { EncodedPrompt } from '../data/prompts.js';
 import type { ModelInputs } from '../model/qwen2_5_vl.js';
-import { PATCH_WIDTH } from '../model/vision.js';
 import type { VerifierPool } from '../reward/pool.js';
 import { mathRewardBatch, type RewardFormat } from '../reward/reward.js';
+import { imageInputs } from '../rollout/local.js';
 
 /** Context handed to a reward function, one entry per completion (TRL passes dataset columns as kwargs). */
 export interface RewardContext {
@@ -33,64 +21,6 @@ export type RewardFunction = (
   completions: string[],
   ctx: RewardContext,
 ) => (number | null)[] | Promise<(number | null)[]>;
-
-/** A tokenized prompt: ids with image pads expanded, and its image patches. */
-export interface EncodedPrompt {
-  ids: number[];
-  /** [N_i, PATCH_WIDTH] row-major patches, or null for text-only prompts. */
-  pixels: Float32Array | null;
-  gridThw: number[][];
-}
-
-/**
- * Tokenizes one prompt (and preprocesses its images) with the Qwen2.5-VL processor.
- * @example const enc = await encodePrompt(tok, prompts[0]); enc.ids.length
- */
-export async function encodePrompt(
-  tok: QwenTokenizer,
-  ex: PromptExample,
-  sizes: SmartResizeOptions = {},
-): Promise<EncodedPrompt> {
-  const out = await processor(ex.prompt, { ...sizes, tokenizer: tok, images: ex.images });
-  return { ids: out.inputIds[0], pixels: out.pixelValues ?? null, gridThw: out.imageGridThw ?? [] };
-}
-
-/** Concatenated patches and grids of `prompts` in row order; the caller disposes `pixelValues`. */
-function imageInputs(prompts: EncodedPrompt[]): Pick<ModelInputs, 'pixelValues' | 'imageGridThw'> {
-  const withImages = prompts.filter((p) => p.pixels !== null);
-  if (withImages.length === 0) return {};
-  const total = withImages.reduce((a, p) => a + (p.pixels as Float32Array).length, 0);
-  const data = new Float32Array(total);
-  let at = 0;
-  for (const p of withImages) {
-    data.set(p.pixels as Float32Array, at);
-    at += (p.pixels as Float32Array).length;
-  }
-  return {
-    pixelValues: tf.tensor2d(data, [total / PATCH_WIDTH, PATCH_WIDTH]),
-    imageGridThw: withImages.flatMap((p) => p.gridThw),
-  };
-}
-
-/**
- * Samples `numSamples` completions per prompt from one shared prefill (left-padded batch).
- * @example const out = await rolloutPrompts(model, encoded, { maxNewTokens: 64, numSamples: 8, rng, padId });
- */
-export async function rolloutPrompts(
-  model: CausalLM,
-  prompts: EncodedPrompt[],
-  opts: GenerateOptions & { padId: number },
-): Promise<GenerateResult> {
-  const P = Math.max(...prompts.map((p) => p.ids.length));
-  const inputIds = prompts.map((p) => [...new Array(P - p.ids.length).fill(opts.padId), ...p.ids]);
-  const attentionMask = prompts.map((p) => [...new Array(P - p.ids.length).fill(0), ...p.ids.map(() => 1)]);
-  const img = imageInputs(prompts);
-  try {
-    return await generate(model, { inputIds, attentionMask, ...img }, opts);
-  } finally {
-    img.pixelValues?.dispose();
-  }
-}
 
 /** Padded [prompt | completion] rows for the loss; `targets`/`mask` cover the completion positions only. */
 export interface TrainRows {

@@ -8,11 +8,12 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { PromptStream, rowToPrompt } from '../../src/data/prompts.js';
+import { encodePrompt, PromptStream, rowToPrompt } from '../../src/data/prompts.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
 import { loadModel } from '../../src/model/load.js';
 import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { selectTrainable } from '../../src/model/trainable.js';
+import { rolloutPrompts } from '../../src/rollout/local.js';
 import {
   completionLogprobs,
   type GrpoStepRecord,
@@ -24,9 +25,7 @@ import { GrpoConfig } from '../../src/train/grpo_config.js';
 import {
   buildTrainRows,
   disposeRows,
-  encodePrompt,
   type RewardFunction,
-  rolloutPrompts,
   scoreCompletions,
 } from '../../src/train/rollout.js';
 import { readStepLog } from '../../src/util/log.js';
