@@ -189,6 +189,9 @@ export class Trainer {
     } finally {
       tf.dispose([loss, norm, ...Object.values(raw)]);
     }
+    // Yield to the event loop once per update: on a synchronous backend (cpu, wasm) every await above resolves as a
+    // microtask, so a SIGINT/SIGTERM handler (and any I/O callback) would otherwise wait for the end of the run.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     if (verdict === 'stop') {
       this.stopped = new Error(
         `training stopped at step ${this.step + 1}: ${this.guard.consecutive} steps in a row had a non-finite ` +

@@ -156,6 +156,7 @@ export function sftArgs(o: {
   outDir: string;
   steps: number;
   keepLast: number;
+  saveEvery?: number;
   extra?: string[];
 }) {
   const flags: Record<string, string> = {
@@ -165,7 +166,7 @@ export function sftArgs(o: {
     steps: String(o.steps),
     'batch-size': '2',
     lr: '1e-3',
-    'save-every': '1',
+    'save-every': String(o.saveEvery ?? 1),
     'keep-last': String(o.keepLast),
     backend: 'wasm',
     'out-dir': o.outDir,
