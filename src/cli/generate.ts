@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { ChatMessage } from '../data/chat.js';
 import { PATCH_DIM } from '../data/image.js';
 import { processor } from '../data/processor.js';
+import { imageSizeFields } from '../data/resize.js';
 import { defaultTokenizer, loadTokenizer, type QwenTokenizer } from '../data/tokenizer.js';
 import { generate } from '../model/generate.js';
 import { loadModel } from '../model/load.js';
@@ -33,6 +34,7 @@ export const GenerateArgs = z
       ),
     prompt: z.string().min(1).describe('User message to complete'),
     image: z.string().min(1).optional().describe('Image file shown before the prompt'),
+    ...imageSizeFields,
     system: z.string().optional().describe('System message (default: the chat template default)'),
     maxNewTokens: z.number().int().positive().default(128).describe('Most new tokens per completion'),
     greedy: z.boolean().default(false).describe('Greedy decoding (argmax); same as --temperature 0'),
@@ -61,6 +63,8 @@ export type GenerateArgs = z.output<typeof GenerateArgs>;
 
 /** One generation run's output. */
 export interface GenerateRun {
+  /** Tokens of the prompt (chat template + image pads). */
+  promptTokens: number;
   texts: string[];
   tokens: number[][];
   logprobs: number[][];
@@ -107,6 +111,8 @@ export async function runGenerate(
     tokenizer: tok,
     addGenerationPrompt: true,
     padding: 'left',
+    maxPixels: a.maxPixels,
+    minPixels: a.minPixels,
   });
   const inputs: ModelInputs = { inputIds: enc.inputIds, attentionMask: enc.attentionMask };
   if (enc.pixelValues) {
@@ -128,6 +134,7 @@ export async function runGenerate(
       decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
     });
     return {
+      promptTokens: enc.inputIds[0].length,
       texts: out.texts ?? [],
       tokens: out.tokens,
       logprobs: out.logprobs,

@@ -3,6 +3,7 @@
 // (standard Pillow, 8 bits per channel, fixed point; not Pillow-SIMD).
 //
 // Layout legend: images are HWC uint8, `data[(y * w + x) * c + ch]`.
+import { z } from 'zod';
 
 /** Options of {@link smartResize}. Defaults are the Hub `preprocessor_config.json` values. */
 export interface SmartResizeOptions {
@@ -234,3 +235,21 @@ export function resizeBicubic(img: RawImage, outH: number, outW: number): RawIma
   if (cur === img) return { ...img, data: img.data.slice() };
   return cur;
 }
+
+/** The processor's image-size settings as config/CLI fields (HF max_pixels / min_pixels, Hub defaults). */
+export const imageSizeFields = {
+  maxPixels: z
+    .number()
+    .int()
+    .min(3136)
+    .default(12845056)
+    .describe(
+      "Upper bound on an image's pixels after resizing (HF max_pixels; Hub default 12845056 = 16384*28*28); an image takes at most maxPixels/784 tokens, e.g. 1003520 = 1280*28*28 -> 1280 tokens",
+    ),
+  minPixels: z
+    .number()
+    .int()
+    .min(784)
+    .default(3136)
+    .describe("Lower bound on an image's pixels after resizing (HF min_pixels; Hub default 3136 = 56*56)"),
+};

@@ -3,7 +3,7 @@
 // and mlx-lm's flags > file > defaults flow; see STYLE.md "Config flow".
 // Every field has a `.describe()`, because `ovr-train <cmd> --help` is generated from these descriptions.
 import { z } from 'zod';
-import type { SmartResizeOptions } from '../data/resize.js';
+import { imageSizeFields, type SmartResizeOptions } from '../data/resize.js';
 import { TRAINABLE_PARTS } from '../model/trainable.js';
 import { loraFields } from './lora.js';
 
@@ -133,20 +133,7 @@ export const commonTrainFields = {
     .describe(
       'On resume, continue even when settings that change the run (seed, data, sizes, lr, ...) differ from the checkpoint',
     ),
-  maxPixels: z
-    .number()
-    .int()
-    .min(3136)
-    .default(12845056)
-    .describe(
-      "Upper bound on an image's pixels after resizing (HF max_pixels; Hub default 12845056 = 16384*28*28); an image takes at most maxPixels/784 tokens, e.g. 1003520 = 1280*28*28 -> 1280 tokens",
-    ),
-  minPixels: z
-    .number()
-    .int()
-    .min(784)
-    .default(3136)
-    .describe("Lower bound on an image's pixels after resizing (HF min_pixels; Hub default 3136 = 56*56)"),
+  ...imageSizeFields,
 };
 
 /** Output type of the shared fields, for functions that only need those. */

@@ -104,6 +104,23 @@ describe('ovr-train generate', () => {
     expect(out.tokens[0][0]).toBe(row.reduce((bi, x, i) => (x > row[bi] ? i : bi), 0));
   }, 60_000);
 
+  it('--max-pixels / --min-pixels resize the image as the processor does (HF max_pixels / min_pixels)', async () => {
+    const image = path.join(FIXTURE, 'images', 'img_h56_w84.png'); // 56 x 84: 4 x 6 patches -> 6 merged tokens
+    const run = (o: Partial<GenerateArgs>) =>
+      runGenerate(model, tok, args({ image, greedy: true, maxNewTokens: 1, ...o }));
+    const dflt = await run({});
+    // HF smart_resize by hand: at most 56*56 pixels -> beta = sqrt(4704 / 3136), floor(56 / beta / 28) * 28 = 28,
+    // floor(84 / beta / 28) * 28 = 56 -> 2 x 4 patches -> 2 tokens (4 fewer)
+    expect((await run({ maxPixels: 3136 })).promptTokens).toBe(dflt.promptTokens - 4);
+    // at least 112*112 pixels: beta = sqrt(12544 / 4704), ceil(56 * beta / 28) * 28 = 112, ceil(84 * beta / 28) * 28
+    // = 140 -> 8 x 10 patches -> 20 tokens (14 more)
+    expect((await run({ minPixels: 112 * 112 })).promptTokens).toBe(dflt.promptTokens + 14);
+    const p = await capture(() =>
+      generateCommand(['--model', 'tiny', '--prompt', 'x', '--image', image, '--max-pixels', '100']),
+    );
+    expect(p.code).toBe(2);
+  }, 60_000);
+
   it('--help lists the flags; a missing --prompt exits 2 naming it', async () => {
     const h = await capture(() => generateCommand(['--help']));
     expect(h.code).toBe(0);
