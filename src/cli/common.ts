@@ -3,11 +3,26 @@
 // tfjs backend: an explicit --backend wins, else OVR_BACKEND, else auto; initBackend prints one line saying what was
 // chosen, tagged with where the request came from. OVR_BACKEND is read here and nowhere in the library: library
 // functions (trainSft, trainGrpo, runDemo, ...) never choose a backend.
-import type { z } from 'zod';
+import { z } from 'zod';
 import { type BackendInfo, type BackendRequest, initBackend, ovrBackendFromEnv } from '../backend/index.js';
 import { ArgsError, parseArgs } from './args.js';
 
 /** Parsed config, or the exit code to return (help printed: 0, bad arguments: 2). */
+/** The model flags of the commands that load one model (generate, eval): --model and an optional --adapter. */
+export const modelFlags = {
+  model: z
+    .string()
+    .min(1)
+    .describe(
+      "Model folder (config.json + safetensors, e.g. a checkpoint-<step> dir; its tokenizer.json if present, else the bundled Qwen2.5 one), or 'tiny' (random)",
+    ),
+  adapter: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('PEFT LoRA adapter folder on top of --model (e.g. a LoRA run checkpoint-<step> dir)'),
+};
+
 export type Parsed<T> = { config: Readonly<T> } | { exit: number };
 
 /**

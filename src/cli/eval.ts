@@ -13,19 +13,11 @@ import { readEvalItems } from '../eval/data.js';
 import { type Breakdown, type EvalSummary, runEval, summarizeRecords } from '../eval/harness.js';
 import { openRunFolder } from '../io/run_folder.js';
 import { loadModel } from '../model/load.js';
-import { startCommand } from './common.js';
+import { modelFlags, startCommand } from './common.js';
 
 export const EvalArgs = z
   .object({
-    adapter: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('PEFT LoRA adapter folder on top of --model (e.g. a LoRA run checkpoint-<step> dir)'),
-    model: z
-      .string()
-      .min(1)
-      .describe('model folder: config.json + safetensors (+ tokenizer.json, else the Qwen2.5 tokenizer)'),
+    ...modelFlags,
     data: z
       .string()
       .min(1)

@@ -16,22 +16,12 @@ import type { ModelInputs, Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { QWEN_REAL_VOCAB } from '../model/sampling.js';
 import { BACKENDS } from '../train/config.js';
 import { Rng } from '../util/rng.js';
-import { startCommand } from './common.js';
+import { modelFlags, startCommand } from './common.js';
 
 /** Flags of `ovr-train generate`. */
 export const GenerateArgs = z
   .object({
-    adapter: z
-      .string()
-      .min(1)
-      .optional()
-      .describe('PEFT LoRA adapter folder on top of --model (e.g. a LoRA run checkpoint-<step> dir)'),
-    model: z
-      .string()
-      .min(1)
-      .describe(
-        "Model directory (config.json + safetensors, e.g. a checkpoint-<step> dir), or 'tiny' (random)",
-      ),
+    ...modelFlags,
     prompt: z.string().min(1).describe('User message to complete'),
     image: z.string().min(1).optional().describe('Image file shown before the prompt'),
     ...imageSizeFields,
