@@ -173,7 +173,8 @@ const CASES: Case[] = [
       const changed = after.filter((f) => !before.includes(f)).length;
       return { ...r, out: `${r.out}\n${changed} of ${after.length} files changed` };
     },
-    good: (r) => r.code !== 0 && /(^|\s)0 of \d+ files changed/.test(r.out) && !/--resume|--overwrite/.test(r.err),
+    good: (r) =>
+      r.code !== 0 && /(^|\s)0 of \d+ files changed/.test(r.out) && !/--resume|--overwrite/.test(r.err),
   },
   {
     item: '4',

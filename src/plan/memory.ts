@@ -19,6 +19,16 @@ export const ACT_FULL = { nd: 178.6, ni: 44, s: 28, kv: 82 } as const;
 /** The same with LoRA adapters on the 7 LM linears (each adds its `[N, out]` scaled output and `[N, r]` rows). */
 export const ACT_LORA = { nd: 247.1, ni: 80, s: 28, kv: 114, nr: 84 } as const;
 
+/**
+ * LM head + fused-loss bytes beyond the layers' tape, in floats: `nv` x [n, V] (n = min(N, 512) rows of the loss chunk:
+ * logits, softmax, their gradient) + `vd` x [V, D] (full FT: the head's dW, the embedding's scatter gradient, their
+ * sum; LoRA: the frozen head's transposed copy). Alive together with the layers' tape at the peak. Fitted (minimax
+ * relative error) on 12 measured steps of three configs: D 64 / V 2000, tiny (D 64 / V 151936), small (D 512 /
+ * V 151936), tied heads, with and without recompute (bench/plan_vs_measured.ts, test/plan/memory.test.ts; 2026-12-03):
+ * full FT within 3.4%, LoRA within 13.6% (the LoRA form misses something that varies with V and D).
+ */
+export const HEAD_COST = { full: { nv: 0.38, vd: 1.86 }, lora: { nv: 1.3, vd: 1.48 } } as const;
+
 /** What to plan. */
 export interface PlanInput {
   /** Sequences per micro-batch (one forward/backward). */
@@ -104,13 +114,11 @@ export function planMemory(cfg: Qwen2_5_VLConfig, p: PlanInput): MemoryPlan {
   const grads = trainable * F32 * ((p.accum ?? 1) > 1 ? 2 : 1);
   const layer = layerActivationBytes(cfg, p.batch, p.seq, lora?.r);
   const acts = p.recompute ? L * N * D * F32 + layer : L * layer;
-  // Full FT with a trainable embedding/head: the head's dW, the embedding's scatter gradient and their sum, [V, D] each.
-  const head = lora ? 0 : 3 * V * D * F32;
-  // The fused loss chunk: logits, softmax and its gradient rows, [n, V] each (measured: 2.85x on cpu).
-  const lossChunk = Math.min(N, 512) * V * F32 * 3;
-  // The loss chunk lives at the end of the forward, the layers' backward tensors after it: the larger one sets the peak
-  // (measured; adding them overstates the small configs by up to 29%).
-  const trainPeak = weights + adapter + moments + grads + Math.max(acts, head, lossChunk);
+  // LM head + loss work beyond the layers' tape, alive together with it at the peak (HEAD_COST).
+  const rows512 = Math.min(N, 512);
+  const h = lora ? HEAD_COST.lora : HEAD_COST.full;
+  const headLoss = (h.nv * rows512 * V + h.vd * V * D) * F32;
+  const trainPeak = weights + adapter + moments + grads + acts + headLoss;
   const G = p.generations ?? 0;
   const Dh = D / cfg.num_attention_heads;
   const kv = 2 * L * G * cfg.num_key_value_heads * p.seq * Dh * F32;
@@ -141,9 +149,8 @@ export function planMemory(cfg: Qwen2_5_VLConfig, p: PlanInput): MemoryPlan {
     },
     {
       item: 'LM head / loss chunk',
-      bytes: Math.max(head, lossChunk),
-      note:
-        head > lossChunk ? '[V, D] head + embedding gradients' : `[${Math.min(N, 512)}, V] softmax chunk x3`,
+      bytes: headLoss,
+      note: `${h.nv} x [${rows512}, V] loss-chunk rows + ${h.vd} x [V, D]${lora ? ' (frozen head)' : ' (head + embedding gradient work)'}`,
     },
     ...(G > 0 ? [{ item: 'rollout KV cache', bytes: kv, note: `${G} sequences x ${p.seq} slots` }] : []),
   ];
