@@ -4,8 +4,8 @@
 // critic is saved inside each policy checkpoint as `critic/` (backbone + value head + optimizer moments + step) and
 // restored with it. When the policy trains a LoRA adapter the critic does too (model/value.ts `loraBackbone`): its
 // own adapter on the policy's frozen base, swapped in for each forward and gradient, so only the critic adapter and the
-// head train and `critic/` holds a PEFT adapter instead of full weights. The optimizer step uses the same pieces as train/trainer.ts (accumulateGrads, globalNorm +
-// clipCoefficient folded into AdamW, NonFiniteGuard).
+// head train and `critic/` holds a PEFT adapter instead of full weights. The optimizer step uses the same pieces as
+// train/trainer.ts (accumulateGrads, globalNorm + clipCoefficient folded into AdamW, NonFiniteGuard).
 //
 // Shapes: n completions in a micro-batch, Tc completion length (padded), D hidden.
 import { readFile, writeFile } from 'node:fs/promises';
