@@ -28,6 +28,10 @@ export const PlanArgs = z
       .boolean()
       .default(false)
       .describe('Recompute each decoder layer in backward (activation checkpointing)'),
+    critic: z
+      .boolean()
+      .default(false)
+      .describe('PPO (advantage gae): add the critic (a weight copy, or its own LoRA adapter under --lora)'),
     generations: z
       .number()
       .int()
@@ -76,6 +80,7 @@ export async function planCommand(argv: string[]): Promise<number> {
     lora,
     trainable: a.trainable,
     recompute: a.recompute,
+    critic: a.critic,
     generations: a.generations,
     deviceGiB: a.deviceGib,
   });

@@ -227,10 +227,32 @@ export class LoraAdapter implements LinearAdapter {
     return view;
   }
 
+  /**
+   * A separate adapter with copies of this one's tensors (new Variables) and the same settings, e.g. the PPO critic's
+   * adapter initialised from the policy's. `seed` picks its dropout masks (default: this adapter's seed).
+   * @example const criticLora = policyLora.copy(1);
+   */
+  copy(seed = this.seed): LoraAdapter {
+    const tensors = Object.fromEntries(
+      Object.entries(this.tensors).map(([k, t]) => [k, tf.tidy(() => tf.variable(t.clone(), true))]),
+    );
+    return new LoraAdapter(this.config, tensors, seed);
+  }
+
   /** Frees the adapter's tensors. */
   dispose(): void {
     tf.dispose(Object.values(this.tensors));
   }
+}
+
+/** Sets the (non-enumerable) adapter slot of a param record. */
+function putAdapter(params: Params, adapter: LinearAdapter): void {
+  Object.defineProperty(params, ADAPTER, {
+    value: adapter,
+    enumerable: false,
+    configurable: true,
+    writable: true,
+  });
 }
 
 /**
@@ -251,12 +273,7 @@ export function attachAdapter(params: Params, adapter: LoraAdapter): void {
       );
     }
   }
-  Object.defineProperty(params, ADAPTER, {
-    value: adapter,
-    enumerable: false,
-    configurable: true,
-    writable: true,
-  });
+  putAdapter(params, adapter);
   for (const t of Object.values(params)) if (t instanceof tf.Variable) t.trainable = false;
 }
 
@@ -288,6 +305,33 @@ export function withAdapterOff<T>(params: Params, f: () => T): T {
   } finally {
     a.enabled = was;
   }
+}
+
+/**
+ * Runs `f` with `adapter` in place of the adapter the record carries (e.g. the PPO critic's adapter on the policy's
+ * frozen base), then puts the previous one back (or none, unfreezing the base as {@link detachAdapter}), also when `f`
+ * throws. `f` must be synchronous: across an `await` other code would see the swapped adapter.
+ * @example const v = withAdapter(policy.params, criticLora, () => policy.hidden(inputs).hidden);
+ */
+export function withAdapter<T>(params: Params, adapter: LoraAdapter, f: () => T): T {
+  const prev = params[ADAPTER];
+  if (prev === adapter) return f();
+  delete params[ADAPTER];
+  try {
+    attachAdapter(params, adapter);
+  } catch (e) {
+    if (prev) putAdapter(params, prev);
+    throw e;
+  }
+  let out: T;
+  try {
+    out = f();
+  } finally {
+    if (prev) putAdapter(params, prev);
+    else detachAdapter(params);
+  }
+  if (out instanceof Promise) throw new Error('withAdapter: f must be synchronous (it returned a Promise)');
+  return out;
 }
 
 /**

@@ -10,7 +10,7 @@
 // does not work, so the old layout is the one that loads everywhere. We READ both layouts. `target_modules` is written
 // as a regular expression that PEFT fullmatches against module names of either layout (a plain list such as
 // ["gate_proj"] would also select the vision tower's MLP, which an LM-only adapter must not touch).
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { toLegacyName } from '../io/checkpoint.js';
@@ -96,6 +96,13 @@ export async function saveAdapter(
   await writeFile(tmp, json);
   await rename(tmp, path.join(dir, ADAPTER_CONFIG));
 }
+
+/** Whether a folder holds a PEFT adapter (adapter_config.json), not full weights. */
+export const holdsAdapter = (dir: string): Promise<boolean> =>
+  stat(path.join(dir, ADAPTER_CONFIG)).then(
+    () => true,
+    () => false,
+  );
 
 type PeftJson = Record<string, unknown>;
 

@@ -10,16 +10,20 @@
 // value of the state before the token is chosen, the same position whose logits give log pi(token).
 //
 // Backbones: `ValueBackbone` is what the critic needs from a language model (hidden states, trainable variables,
-// save, dispose). `copyBackbone(policy)` is a second full copy of the LM; a LoRA critic plugs in later as another
-// ValueBackbone (the shared base + a critic adapter), with the same head.
+// save, restore, dispose). `copyBackbone(policy)` is a second full copy of the LM (the paper's setting).
+// `loraBackbone(policy, adapter)` shares the policy's frozen base and computes with the critic's own LoRA adapter in
+// place of the policy's (`withAdapter`, swapped in and back around each forward / gradient): the critic costs one
+// adapter + head instead of a second model. Its folder is a PEFT adapter + the head.
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { Rng } from '../util/rng.js';
 import type { Qwen2_5_VLConfig } from './config.js';
+import { adapterOf, type LoraAdapter, withAdapter } from './lora.js';
+import { holdsAdapter, loadAdapter, restoreAdapter, saveAdapter } from './peft.js';
 import { type ForwardOptions, type ModelInputs, Qwen2_5_VL } from './qwen2_5_vl.js';
-import { saveWeights } from './weights.js';
+import { assignWeights, saveWeights } from './weights.js';
 
 /** Checkpoint key of the head (ORZ `value_head_prefix` + '.weight'), shape [1, D]. */
 export const VALUE_HEAD_KEY = 'value_head.weight';
@@ -33,8 +37,14 @@ export interface ValueBackbone {
   hidden(inputs: ModelInputs, opts?: ForwardOptions): { hidden: tf.Tensor3D };
   /** The backbone's Variables by checkpoint name: every param of a full copy, or the critic adapter of a LoRA one. */
   named(): Record<string, tf.Variable>;
+  /** The critic's own LoRA adapter on the policy's shared base (undefined for a full copy). */
+  readonly adapter?: LoraAdapter;
+  /** Runs synchronous `f` with the backbone's weights in place (a LoRA backbone swaps its adapter in and back). */
+  run<T>(f: () => T): T;
   /** Writes the backbone (HF layout, or a PEFT adapter folder) into `dir`. */
   save(dir: string): Promise<void>;
+  /** Assigns the weights saved by `save` into this backbone's Variables (their identity kept for the optimizer). */
+  restore(dir: string): Promise<void>;
   dispose(): void;
 }
 
@@ -58,8 +68,29 @@ export function modelBackbone(model: Qwen2_5_VL): ValueBackbone {
       Object.fromEntries(
         Object.entries(model.params).filter((e): e is [string, tf.Variable] => e[1] instanceof tf.Variable),
       ),
+    run: (f) => f(),
     save: async (dir) => void (await saveWeights(dir, model.params, model.config, { dtype: 'F32' })),
+    restore: (dir) => assignWeights(model, dir),
     dispose: () => model.dispose(),
+  };
+}
+
+/**
+ * A LoRA critic backbone: the policy's frozen base with `adapter` (the critic's, owned by the backbone) swapped in
+ * for every forward and gradient. Only the adapter's Variables train; the policy and its adapter are never written.
+ * @example const critic = new ValueModel(loraBackbone(policy, adapterOf(policy.params)!.copy()), initValueHead(D, 0));
+ */
+export function loraBackbone(policy: Qwen2_5_VL, adapter: LoraAdapter): ValueBackbone {
+  const run = <T>(f: () => T): T => withAdapter(policy.params, adapter, f);
+  return {
+    config: policy.config,
+    adapter,
+    run,
+    hidden: (inputs, opts) => run(() => policy.hidden(inputs, opts)),
+    named: () => adapter.variables(),
+    save: (dir) => saveAdapter(dir, adapter),
+    restore: (dir) => restoreAdapter(adapter, dir, policy.config),
+    dispose: () => adapter.dispose(),
   };
 }
 
@@ -107,11 +138,15 @@ export class ValueModel {
   }
 
   /**
-   * Critic initialised from the policy (OVR App. B): a full copy of its weights and a fresh ORZ-initialised head.
+   * Critic initialised from the policy (OVR App. B) with a fresh ORZ-initialised head: a full copy of its weights, or,
+   * when the policy carries a LoRA adapter, a copy of that adapter on the shared base (same function at init, no
+   * second model). `seed` seeds the head and the critic adapter's dropout masks.
    * @example const critic = ValueModel.fromPolicy(policy, cfg.seed);
    */
   static fromPolicy(policy: Qwen2_5_VL, seed = 0): ValueModel {
-    return new ValueModel(copyBackbone(policy), initValueHead(policy.config.hidden_size, seed));
+    const lora = adapterOf(policy.params);
+    const backbone = lora ? loraBackbone(policy, lora.copy(seed)) : copyBackbone(policy);
+    return new ValueModel(backbone, initValueHead(policy.config.hidden_size, seed));
   }
 
   /** Values at every position [B, T]. */
@@ -158,29 +193,49 @@ export class ValueModel {
   }
 
   /**
-   * Loads a critic folder written by {@link ValueModel.save} (full-copy backbone).
+   * Loads a critic folder written by {@link ValueModel.save}: a full copy, or a LoRA critic (PEFT adapter + head) on
+   * `base`, the policy's base model (shared, not owned).
    * @example const critic = await ValueModel.load('run/checkpoint-00000010/critic');
    */
-  static async load(dir: string): Promise<ValueModel> {
-    const file = path.join(dir, VALUE_HEAD_FILE);
-    if (!(await stat(file).catch(() => undefined))) {
-      throw new Error(`${dir}: no ${VALUE_HEAD_FILE}; not a critic folder written by ValueModel.save`);
-    }
-    const f = await SafetensorsFile.open(file);
-    let head: tf.Variable;
+  static async load(dir: string, base?: Qwen2_5_VL): Promise<ValueModel> {
+    const head = await readHead(dir);
+    let backbone: ValueBackbone | undefined;
     try {
-      const t = await f.read(VALUE_HEAD_KEY);
-      head = tf.tidy(() => tf.variable(tf.tensor(t.data as Float32Array, t.shape, 'float32'), true));
-    } finally {
-      await f.close();
-    }
-    const backbone = modelBackbone(await Qwen2_5_VL.load(dir));
-    try {
+      if (await holdsAdapter(dir)) {
+        if (!base)
+          throw new Error(
+            `${dir} is a LoRA critic (PEFT adapter + head): pass the policy's base model to load it on`,
+          );
+        backbone = loraBackbone(base, await loadAdapter(dir, base.config));
+      } else backbone = modelBackbone(await Qwen2_5_VL.load(dir));
       return new ValueModel(backbone, head);
     } catch (e) {
-      backbone.dispose();
+      backbone?.dispose();
       head.dispose();
       throw e;
+    }
+  }
+
+  /**
+   * Assigns a critic folder written by {@link ValueModel.save} into this critic's Variables (backbone + head). The
+   * folder's kind (full copy or LoRA) must match this critic's; checked before anything is assigned.
+   */
+  async restore(dir: string): Promise<void> {
+    const lora = await holdsAdapter(dir);
+    if (lora !== Boolean(this.backbone.adapter)) {
+      throw new Error(
+        `${dir} holds a ${lora ? 'LoRA' : 'full-copy'} critic but this run's critic is ${lora ? 'a full copy' : 'LoRA'} ` +
+          '(a LoRA policy gets a LoRA critic): resume with the same --lora / --adapter settings',
+      );
+    }
+    const head = await readHead(dir);
+    try {
+      if (head.shape.join() !== this.head.shape.join())
+        throw new Error(`${dir}: value head [${head.shape}] does not fit this critic's [${this.head.shape}]`);
+      await this.backbone.restore(dir);
+      this.head.assign(head);
+    } finally {
+      head.dispose();
     }
   }
 
@@ -188,5 +243,20 @@ export class ValueModel {
   dispose(): void {
     this.backbone.dispose();
     this.head.dispose();
+  }
+}
+
+/** The value head of a critic folder as a Variable. */
+async function readHead(dir: string): Promise<tf.Variable> {
+  const file = path.join(dir, VALUE_HEAD_FILE);
+  if (!(await stat(file).catch(() => undefined))) {
+    throw new Error(`${dir}: no ${VALUE_HEAD_FILE}; not a critic folder written by ValueModel.save`);
+  }
+  const f = await SafetensorsFile.open(file);
+  try {
+    const t = await f.read(VALUE_HEAD_KEY);
+    return tf.tidy(() => tf.variable(tf.tensor(t.data as Float32Array, t.shape, 'float32'), true));
+  } finally {
+    await f.close();
   }
 }

@@ -42,6 +42,12 @@ export interface PlanInput {
   /** Which params train without LoRA: 'all' or 'lm' (default 'lm': the text SFT/GRPO default). */
   trainable?: 'all' | 'lm';
   recompute?: boolean;
+  /**
+   * PPO (advantage 'gae'): add the critic's persistent bytes. Full fine-tuning: a second copy of the weights + its
+   * AdamW moments; LoRA: its own adapter + moments on the shared base. Its update runs after the policy's, so the step
+   * transients (gradients, activations) are counted once.
+   */
+  critic?: boolean;
   /** GRPO: sequences decoded at once in the rollout (KV cache rows); 0 = no rollout (SFT). */
   generations?: number;
   /** Device memory in GiB. */
@@ -118,11 +124,14 @@ export function planMemory(cfg: Qwen2_5_VLConfig, p: PlanInput): MemoryPlan {
   const rows512 = Math.min(N, 512);
   const h = lora ? HEAD_COST.lora : HEAD_COST.full;
   const headLoss = (h.nv * rows512 * V + h.vd * V * D) * F32;
-  const trainPeak = weights + adapter + moments + grads + acts + headLoss;
+  // the critic: trainable params (+ the [1, D] value head) stored with their two moments, plus a full weight copy
+  const criticTrainable = p.critic ? trainable + D : 0;
+  const critic = p.critic ? (lora ? 3 * criticTrainable * F32 : weights + 2 * criticTrainable * F32) : 0;
+  const trainPeak = weights + adapter + moments + critic + grads + acts + headLoss;
   const G = p.generations ?? 0;
   const Dh = D / cfg.num_attention_heads;
   const kv = 2 * L * G * cfg.num_key_value_heads * p.seq * Dh * F32;
-  const rolloutPeak = G > 0 ? weights + adapter + moments + kv + 2 * G * V * F32 : 0;
+  const rolloutPeak = G > 0 ? weights + adapter + moments + critic + kv + 2 * G * V * F32 : 0;
   const rows: PlanRow[] = [
     { item: 'weights', bytes: weights, note: `${countParams(cfg).toLocaleString('en-US')} params, float32` },
     ...(lora
@@ -140,6 +149,17 @@ export function planMemory(cfg: Qwen2_5_VLConfig, p: PlanInput): MemoryPlan {
       note: `${trainable.toLocaleString('en-US')} trainable${(p.accum ?? 1) > 1 ? ', + accumulated sum' : ''}`,
     },
     { item: 'AdamW moments', bytes: moments, note: 'm and v' },
+    ...(p.critic
+      ? [
+          {
+            item: 'PPO critic',
+            bytes: critic,
+            note: lora
+              ? `own LoRA adapter + value head (${criticTrainable.toLocaleString('en-US')} params) + moments; base shared`
+              : `full weight copy + moments of ${criticTrainable.toLocaleString('en-US')} trainable`,
+          },
+        ]
+      : []),
     { item: 'activations / layer', bytes: layer, note: `N ${N} tokens; without recompute` },
     { item: 'activations / layer (recompute)', bytes: N * D * F32, note: 'the layer input only' },
     {
@@ -158,7 +178,7 @@ export function planMemory(cfg: Qwen2_5_VLConfig, p: PlanInput): MemoryPlan {
   const peak = Math.max(trainPeak, rolloutPeak);
   return {
     rows,
-    persistent: weights + adapter + moments,
+    persistent: weights + adapter + moments + critic,
     trainPeak,
     rolloutPeak,
     peak,

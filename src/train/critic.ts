@@ -2,8 +2,10 @@
 // GAE advantages and returns for the policy update (ppo_math.ts), and `updateSteps` critic optimizer steps per RL step
 // on the value loss, with its own AdamW, learning rate and warm-up (ORZ: critic lr 5e-6, warm-up 50, constant). The
 // critic is saved inside each policy checkpoint as `critic/` (backbone + value head + optimizer moments + step) and
-// restored with it. The optimizer step uses the same pieces as train/trainer.ts (accumulateGrads, globalNorm +
-// clipCoefficient folded into AdamW, NonFiniteGuard).
+// restored with it. When the policy trains a LoRA adapter the critic does too (model/value.ts `loraBackbone`): its
+// own adapter on the policy's frozen base, swapped in for each forward and gradient, so only the critic adapter and the
+// head train and `critic/` holds a PEFT adapter instead of full weights. The optimizer step uses the same pieces as
+// train/trainer.ts (accumulateGrads, globalNorm + clipCoefficient folded into AdamW, NonFiniteGuard).
 //
 // Shapes: n completions in a micro-batch, Tc completion length (padded), D hidden.
 import { readFile, writeFile } from 'node:fs/promises';
@@ -14,6 +16,7 @@ import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { isTrainableParam as isTrainable, type TrainablePart } from '../model/trainable.js';
 import { ValueModel } from '../model/value.js';
 import { accumulateGrads } from './accumulate.js';
+import { trainingClosures } from './lora.js';
 import { AdamW, clipCoefficient, globalNorm, NonFiniteGuard } from './optim.js';
 import {
   type AdvantageNorm,
@@ -98,7 +101,10 @@ export class Critic {
     private readonly s: CriticSettings,
   ) {
     const named = value.backbone.named();
-    this.params = Object.fromEntries(Object.entries(named).filter(([k]) => isTrainable(k, s.trainable)));
+    // a LoRA critic trains its whole adapter (the policy's `trainable` does not apply to adapters either)
+    this.params = value.backbone.adapter
+      ? named
+      : Object.fromEntries(Object.entries(named).filter(([k]) => isTrainable(k, s.trainable)));
     this.params['value_head.weight'] = value.head;
     let opt: AdamW | undefined;
     tf.tidy(() => {
@@ -109,7 +115,7 @@ export class Critic {
     this.guard = new NonFiniteGuard(s.maxConsecutiveNonFinite);
   }
 
-  /** Critic initialised from the policy's current weights (OVR App. B) with a fresh head. */
+  /** Critic initialised from the policy's current weights (OVR App. B) with a fresh head; LoRA if the policy is. */
   static fromPolicy(policy: Qwen2_5_VL, s: CriticSettings, seed = 0): Critic {
     return new Critic(ValueModel.fromPolicy(policy, seed), s);
   }
@@ -161,7 +167,7 @@ export class Critic {
     for (let k = 0; k < this.s.updateSteps; k++) {
       let offset = 0;
       const clipParts: tf.Scalar[] = [];
-      const closures = micro.map((rows) => {
+      const losses = micro.map((rows) => {
         const n = rows.mask.length;
         const Tc = rows.targets[0].length;
         const ret = padTo(t.returns.slice(offset, offset + n), Tc);
@@ -182,7 +188,9 @@ export class Critic {
           return out.loss;
         };
       });
-      const { loss: l, grads } = accumulateGrads(closures, this.params);
+      // LoRA: dropout keys from the critic's step (a resumed run replays the masks); the critic adapter swapped in
+      const closures = trainingClosures(this.value.backbone.adapter, this.step * micro.length, losses);
+      const { loss: l, grads } = this.value.backbone.run(() => accumulateGrads(closures, this.params));
       const gn = globalNorm(grads);
       try {
         const [lv, nv] = [(await l.data())[0], (await gn.data())[0]];
@@ -213,7 +221,7 @@ export class Critic {
     };
   }
 
-  /** Writes `dir/critic/`: backbone (HF layout) + value head + optimizer moments + step. */
+  /** Writes `dir/critic/`: backbone (HF layout, or the PEFT adapter of a LoRA critic) + value head + moments + step. */
   async save(dir: string): Promise<string> {
     const d = path.join(dir, SUBDIR);
     await this.value.save(d);
@@ -225,29 +233,16 @@ export class Critic {
   }
 
   /**
-   * Restores a critic saved by {@link Critic.save} into this one's Variables (weights, head, moments, step).
+   * Restores a critic saved by {@link Critic.save} into this one's Variables (weights or adapter, head, moments, step).
    * @example await critic.resume('run/checkpoint-00000010');
    */
   async resume(dir: string): Promise<void> {
     const d = path.join(dir, SUBDIR);
-    const saved = await ValueModel.load(d).catch((e: Error) => {
+    await this.value.restore(d).catch((e: Error) => {
       throw new Error(
         `resume: ${dir} has no usable critic/ folder (${e.message}); was it written by a GAE run?`,
       );
     });
-    try {
-      const src: Record<string, tf.Variable> = { ...saved.backbone.named(), 'value_head.weight': saved.head };
-      const dst: Record<string, tf.Variable> = {
-        ...this.value.backbone.named(),
-        'value_head.weight': this.value.head,
-      };
-      for (const [k, v] of Object.entries(dst)) {
-        if (!src[k]) throw new Error(`resume: ${d} lacks critic tensor '${k}'`);
-        v.assign(src[k]);
-      }
-    } finally {
-      saved.dispose();
-    }
     const tensors = await readSafetensors(path.join(d, OPTIM_FILE));
     const state = JSON.parse(await readFile(path.join(d, STATE_FILE), 'utf8'));
     const m = new Map();

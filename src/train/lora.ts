@@ -2,11 +2,9 @@
 // model before the Trainer binds its optimizer, the trainable set (the adapter's Variables under LoRA), dropout keys
 // per micro-batch, and the weights a checkpoint holds (the PEFT adapter instead of the base). Follows TRL's
 // `peft_config` argument and PEFT's `PeftModel.from_pretrained(..., is_trainable=True)` for continuing an adapter.
-import { stat } from 'node:fs/promises';
-import path from 'node:path';
 import { z } from 'zod';
 import { adapterOf, attachAdapter, LoraAdapter, LoraConfig } from '../model/lora.js';
-import { ADAPTER_CONFIG, loadAdapter, restoreAdapter, saveAdapter } from '../model/peft.js';
+import { holdsAdapter, loadAdapter, restoreAdapter, saveAdapter } from '../model/peft.js';
 import type { Qwen2_5_VL } from '../model/qwen2_5_vl.js';
 import { saveWeights } from '../model/weights.js';
 
@@ -72,13 +70,6 @@ export async function saveTrainedWeights(dir: string, model: Qwen2_5_VL, baseMod
   if (a) await saveAdapter(dir, a, { baseModel });
   else await saveWeights(dir, model.params, model.config, { dtype: 'F32' });
 }
-
-/** Whether a checkpoint folder holds an adapter (not full weights). */
-export const holdsAdapter = (dir: string): Promise<boolean> =>
-  stat(path.join(dir, ADAPTER_CONFIG)).then(
-    () => true,
-    () => false,
-  );
 
 /**
  * Restores a checkpoint's trained weights into the model: the adapter's Variables under LoRA (the base is the run's

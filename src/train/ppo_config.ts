@@ -29,8 +29,15 @@ export const criticFields = {
   trainable: z
     .enum(TRAINABLE_PARTS)
     .optional()
-    .describe("Critic params that train (default: the policy's --trainable); the value head always trains"),
-  seed: z.number().int().optional().describe('Seed of the value-head init (default: the run seed)'),
+    .describe(
+      "Critic params that train (default: the policy's --trainable); the value head always trains. Under --lora the " +
+        "critic is its own adapter on the policy's shared base and trains the whole adapter",
+    ),
+  seed: z
+    .number()
+    .int()
+    .optional()
+    .describe("Seed of the value-head init and of a LoRA critic's dropout masks (default: the run seed)"),
 };
 
 /** Fields added to GrpoConfig. */

@@ -13,6 +13,7 @@ import {
   LoraConfig,
   loraTargets,
   mergeAdapter,
+  withAdapter,
   withAdapterOff,
 } from '../../src/model/lora.js';
 import { type ModelInputs, Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
@@ -169,6 +170,52 @@ describe('LoRA adapter', () => {
     expectClose(merged, withAdapter, 1e-5, 'merged vs base + adapter');
     twin.dispose();
     copy.dispose();
+  });
+});
+
+describe('withAdapter (a second adapter on the same base, e.g. the PPO critic)', () => {
+  it('computes with the given adapter, puts the previous one back (also on throw); copy() is independent', async () => {
+    const model = Qwen2_5_VL.init(cfg, 4);
+    const base = await logitsOf(model);
+    const own = LoraAdapter.init(cfg, LoraConfig.parse({ r: 4, alpha: 8 }), 0);
+    attachAdapter(model.params, own);
+    const other = own.copy(7);
+    expect(other.seed).toBe(7);
+    randomizeB(other, 2);
+    const before = tf.memory().numTensors;
+    // own has B = 0: the model is the base; with `other` swapped in it is base + other (a twin model checks that)
+    const logits = withAdapter(model.params, other, () => model.forward(inputs).logits);
+    const swapped = (await logits.data()) as Float32Array;
+    logits.dispose();
+    const twin = Qwen2_5_VL.init(cfg, 4);
+    attachAdapter(twin.params, other.copy());
+    const want = await logitsOf(twin);
+    twin.dispose();
+    const diff = expectClose(swapped, want, 0, 'withAdapter vs a model carrying it');
+    console.log(`withAdapter: max diff vs a model carrying the adapter ${diff}`);
+    expect(adapterOf(model.params)).toBe(own);
+    expect(expectClose(await logitsOf(model), base, 0, 'own adapter back')).toBe(0);
+    expect(() =>
+      withAdapter(model.params, other, () => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(adapterOf(model.params)).toBe(own);
+    expect(() => withAdapter(model.params, other, async () => 1)).toThrow(/synchronous/);
+    expect(adapterOf(model.params)).toBe(own);
+    expect(Object.values(model.params).every((t) => !(t as tf.Variable).trainable)).toBe(true);
+    // the same adapter: nothing to swap; no adapter before: the base is unfrozen again after
+    expect(withAdapter(model.params, own, () => adapterOf(model.params))).toBe(own);
+    detachAdapter(model.params);
+    expect(withAdapter(model.params, other, () => adapterOf(model.params))).toBe(other);
+    expect(adapterOf(model.params)).toBeUndefined();
+    expect(Object.values(model.params).every((t) => (t as tf.Variable).trainable)).toBe(true);
+    // copies own their tensors: changing one leaves the other
+    expect(other.tensors[Object.keys(other.tensors)[1]]).not.toBe(own.tensors[Object.keys(own.tensors)[1]]);
+    expect(tf.memory().numTensors).toBe(before);
+    own.dispose();
+    other.dispose();
+    model.dispose();
   });
 });
 

@@ -3,12 +3,13 @@
 // from the policy (training the critic leaves the policy bit-identical), save/load round trip, and no leaks.
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Qwen2_5_VLConfig } from '../../src/model/config.js';
+import { adapterOf, attachAdapter, LoraAdapter, LoraConfig } from '../../src/model/lora.js';
 import { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { initValueHead, VALUE_HEAD_KEY, ValueModel, valuesFromHidden } from '../../src/model/value.js';
 import { expectClose, tinyConfig256 } from '../helpers.js';
@@ -129,5 +130,36 @@ describe('ValueModel', () => {
     loaded.dispose();
     await expect(ValueModel.load(tmp)).rejects.toThrow(/no value_head.safetensors/);
     expect(VALUE_HEAD_KEY).toBe('value_head.weight');
+  });
+
+  it('LoRA policy: the critic is an adapter copy on the shared base; saves a PEFT adapter + head, loads on the base', async () => {
+    const policy = Qwen2_5_VL.init(cfg, 4);
+    attachAdapter(policy.params, LoraAdapter.init(cfg, LoraConfig.parse({ r: 4 }), 0));
+    const critic = ValueModel.fromPolicy(policy, 6);
+    const lora = critic.backbone.adapter!;
+    expect(lora).not.toBe(adapterOf(policy.params));
+    expect(critic.variables().length).toBe(Object.keys(lora.tensors).length + 1);
+    tf.tidy(() => {
+      for (const [k, v] of Object.entries(lora.variables()))
+        if (k.endsWith('lora_B.weight')) v.assign(tf.randomNormal(v.shape, 0, 0.05, 'float32', 1));
+    });
+    const dir = path.join(tmp, 'critic-lora');
+    await critic.save(dir);
+    const files = (await readdir(dir)).sort();
+    expect(files).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'value_head.safetensors']);
+    await expect(ValueModel.load(dir)).rejects.toThrow(/LoRA critic .* pass the policy's base model/);
+    const loaded = await ValueModel.load(dir, policy);
+    const a = critic.values({ inputIds: IDS });
+    const b = loaded.values({ inputIds: IDS });
+    expect(await b.data()).toEqual(await a.data());
+    // the policy's own adapter still has B = 0: its hidden states differ from the critic's
+    const h = tf.tidy(() =>
+      valuesFromHidden(policy.hidden({ inputIds: IDS }).hidden, critic.head as tf.Tensor2D),
+    );
+    expect(await h.data()).not.toEqual(await a.data());
+    tf.dispose([a, b, h]);
+    critic.dispose();
+    loaded.dispose();
+    policy.dispose();
   });
 });

@@ -29,6 +29,25 @@ describe('planMemory on the real configs (computed, not run)', () => {
     expect(plan.fits).toBe(true);
   });
 
+  it('7B PPO critic: a full copy adds the weights + LM moments, a LoRA critic one adapter + head + moments', async () => {
+    const cfg = await planConfig('7b');
+    const at = (o: object) => planMemory(cfg, { batch: 1, seq: 4096, recompute: true, ...o });
+    const row = (p: ReturnType<typeof planMemory>, k: string) => p.rows.find((r) => r.item === k)?.bytes;
+    const D = 3584;
+    const full = at({ critic: true });
+    const lmParams = 7_615_616_512; // the LM without the vision tower (Qwen2.5-7B's count)
+    expect(row(full, 'PPO critic')).toBe(8_292_166_656 * 4 + 2 * (lmParams + D) * 4);
+    expect(full.persistent - at({}).persistent).toBe(row(full, 'PPO critic'));
+    const lora = at({ critic: true, lora: LORA16 });
+    const adapter = 28 * 16 * (2 * 7168 + 2 * 4096 + 3 * 22528);
+    expect(row(lora, 'PPO critic')).toBe(3 * (adapter + D) * 4);
+    expect(lora.trainPeak - at({ lora: LORA16 }).trainPeak).toBe(3 * (adapter + D) * 4);
+    expect(row(at({}), 'PPO critic')).toBeUndefined();
+    console.log(
+      `7B PPO critic: full copy ${(row(full, 'PPO critic')! / 2 ** 30).toFixed(2)} GiB, LoRA r 16 ${(row(lora, 'PPO critic')! / 2 ** 20).toFixed(1)} MiB`,
+    );
+  });
+
   it('3B full fine-tuning at 2048 tokens does not fit 80 GiB and the advice names recompute and LoRA', async () => {
     const cfg = await planConfig('3b');
     const plan = planMemory(cfg, { batch: 1, seq: 2048, deviceGiB: 80 });
