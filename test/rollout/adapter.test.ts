@@ -11,7 +11,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { processor } from '../../src/data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
-import { QWEN_EOS_IDS } from '../../src/model/generate.js';
 import { loadModel } from '../../src/model/load.js';
 import { attachAdapter, detachAdapter, type LoraAdapter } from '../../src/model/lora.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, saveAdapter } from '../../src/model/peft.js';
@@ -21,7 +20,7 @@ import { LocalEngine } from '../../src/rollout/local.js';
 import { SglangEngine } from '../../src/rollout/sglang.js';
 import type { RolloutRequest, RolloutResult, RolloutSampling } from '../../src/rollout/types.js';
 import { VllmEngine } from '../../src/rollout/vllm.js';
-import { randomAdapter } from './lora_helpers.js';
+import { randomAdapter, sampling } from './helpers.js';
 import { type Proc, startServe } from './procs.js';
 
 let dir: string;
@@ -31,16 +30,6 @@ let tok: QwenTokenizer;
 let local: LocalEngine;
 let lora: LoraAdapter;
 let reqs: RolloutRequest[];
-
-const sampling = (o: Partial<RolloutSampling> = {}): RolloutSampling => ({
-  n: 2,
-  maxNewTokens: 4,
-  temperature: 1,
-  seed: 7,
-  eosIds: QWEN_EOS_IDS,
-  allowedVocab: 151665,
-  ...o,
-});
 
 /** Max |Δ log-prob| between two results with the same ids (ids and finish reasons must match). */
 function maxDiff(got: RolloutResult, want: RolloutResult): number {

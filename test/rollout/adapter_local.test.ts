@@ -18,7 +18,7 @@ import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { LocalEngine } from '../../src/rollout/local.js';
 import type { RolloutResult, RolloutSampling } from '../../src/rollout/types.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
-import { randomAdapter } from './lora_helpers.js';
+import { randomAdapter } from './helpers.js';
 
 let dir: string;
 let served: Qwen2_5_VL;

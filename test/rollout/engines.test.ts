@@ -10,15 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { processor } from '../../src/data/processor.js';
 import { defaultTokenizer, type QwenTokenizer } from '../../src/data/tokenizer.js';
-import { QWEN_EOS_IDS } from '../../src/model/generate.js';
 import { loadModel } from '../../src/model/load.js';
 import type { Qwen2_5_VL } from '../../src/model/qwen2_5_vl.js';
 import { saveWeights } from '../../src/model/weights.js';
 import { LocalEngine } from '../../src/rollout/local.js';
 import { SglangEngine } from '../../src/rollout/sglang.js';
-import type { RolloutRequest, RolloutResult, RolloutSampling } from '../../src/rollout/types.js';
+import type { RolloutRequest, RolloutResult } from '../../src/rollout/types.js';
 import { VllmEngine } from '../../src/rollout/vllm.js';
 import { FIXTURE } from '../helpers.js';
+import { sampling } from './helpers.js';
 import { type Proc, startServe } from './procs.js';
 
 let dir: string;
@@ -28,15 +28,6 @@ let tok: QwenTokenizer;
 let local: LocalEngine;
 
 const IMAGE = path.join(FIXTURE, 'images', 'img_h56_w84.png');
-const sampling = (o: Partial<RolloutSampling> = {}): RolloutSampling => ({
-  n: 2,
-  maxNewTokens: 4,
-  temperature: 1,
-  seed: 7,
-  eosIds: QWEN_EOS_IDS,
-  allowedVocab: 151665,
-  ...o,
-});
 
 async function textRequest(q: string): Promise<RolloutRequest> {
   const enc = await processor([[{ role: 'user', content: q }]], {

@@ -2,7 +2,7 @@
 // on both sides, loopback): every step writes the PEFT adapter atomically to <outDir>/rollout-weights/v<step> and the
 // server loads it, so the engine samples from exactly the trainer's policy (logged mismatch ~0, nothing corrected);
 // only the served version's folder is kept, and it is a PEFT adapter (no base weights).
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,13 +10,13 @@ import { initBackend } from '../../src/backend/index.js';
 import { loadModel } from '../../src/model/load.js';
 import { detachAdapter } from '../../src/model/lora.js';
 import { swapAdapter } from '../../src/model/peft.js';
-import { saveWeights } from '../../src/model/weights.js';
 import { LocalEngine } from '../../src/rollout/local.js';
 import { trainGrpo } from '../../src/train/grpo.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import type { RewardFunction } from '../../src/train/rollout.js';
 import { readStepLog } from '../../src/util/log.js';
 import { ROOT } from '../helpers.js';
+import { toyStart } from './helpers.js';
 import { type Proc, startServe } from './procs.js';
 
 const evenFirst: RewardFunction = (_c, { completionIds }) =>
@@ -30,19 +30,8 @@ afterAll(async () => {
 
 describe('GRPO + LoRA with adapter sync to ovr-train serve', () => {
   it('each step syncs the adapter; the served policy equals the trainer (mismatch ~0)', async () => {
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
     await initBackend({ backend: 'cpu', log: () => {} });
-    const start = path.join(dir, 'start');
-    const m = await loadModel('tiny', { seed: 0 });
-    await saveWeights(start, m.params, m.config, { dtype: 'F32' });
-    m.dispose();
-    const train = path.join(dir, 'prompts.jsonl');
-    const rows = ['Say a word.', 'Name a thing.', 'Pick one.', 'Go.'].map((q) => ({
-      question: q,
-      answer: 'x',
-    }));
-    await writeFile(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const { start, train } = await toyStart(dir);
     server = await startServe(start, { extra: ['--quiet'] });
     const cfg = GrpoConfig.parse({
       model: start,

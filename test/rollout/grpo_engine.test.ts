@@ -1,18 +1,17 @@
 // GRPO with its rollouts on a real `ovr-train serve` process (sglang client, wasm on both sides, loopback) vs the
 // in-process engine, same seed and config: the reward curves agree, the logged engine/trainer mismatch is ~0, every
 // step syncs the weights (F32) and logs the served version and the sync time; the synced folders are pruned.
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import { loadModel } from '../../src/model/load.js';
-import { saveWeights } from '../../src/model/weights.js';
 import { trainGrpo } from '../../src/train/grpo.js';
 import { GrpoConfig } from '../../src/train/grpo_config.js';
 import type { RewardFunction } from '../../src/train/rollout.js';
 import { readStepLog } from '../../src/util/log.js';
 import { ROOT } from '../helpers.js';
+import { toyStart } from './helpers.js';
 import { type Proc, startServe } from './procs.js';
 
 const evenFirst: RewardFunction = (_c, { completionIds }) =>
@@ -27,19 +26,8 @@ afterAll(async () => {
 // 120 s there), so it runs under OVR_SLOW=1 with the other heavy checks.
 describe.skipIf(!process.env.OVR_SLOW)('GRPO rollouts on ovr-train serve vs in-process', () => {
   it('same seed: the reward curves agree, the mismatch is ~0, every step syncs', async () => {
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
     await initBackend({ backend: 'wasm', log: () => {} });
-    const start = path.join(dir, 'start');
-    const m = await loadModel('tiny', { seed: 0 });
-    await saveWeights(start, m.params, m.config, { dtype: 'F32' });
-    m.dispose();
-    const train = path.join(dir, 'prompts.jsonl');
-    const rows = ['Say a word.', 'Name a thing.', 'Pick one.', 'Go.'].map((q) => ({
-      question: q,
-      answer: 'x',
-    }));
-    await writeFile(train, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const { start, train } = await toyStart(dir);
     server = await startServe(start, { backend: 'wasm', extra: ['--quiet'] });
     const run = async (
       name: string,
