@@ -4,6 +4,7 @@
 // package without its native addon throws from require() ("The Node.js native addon module (tfjs_binding.node)
 // can not be found"). TF's C++ start-up logging is quietened to warnings (TF_CPP_MIN_LOG_LEVEL=2) unless set.
 import { createRequire } from 'node:module';
+import util from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** The native packages, in the order `auto` tries them. Both register the backend 'tensorflow'. */
@@ -36,11 +37,23 @@ export function nativeNotInstalled(pkg: NativePackage): string | null {
 }
 
 /**
+ * tfjs-node 4.22 calls `util.isNullOrUndefined` in every kernel with a type attribute (reshape, gather, …); Node 23
+ * removed it (DEP0051), so on Node 24 those kernels throw "isNullOrUndefined is not a function". Put it back, with
+ * its documented meaning, before the package loads (its compiled code reads the function from the module at call time).
+ */
+function restoreNodeUtil(): void {
+  const u = util as unknown as Record<string, unknown>;
+  if (typeof u.isNullOrUndefined !== 'function')
+    u.isNullOrUndefined = (x: unknown) => x === null || x === undefined;
+}
+
+/**
  * Import `pkg` and select its 'tensorflow' backend. Returns null on success, else why it was skipped.
  * @example const why = await tryNativeBackend('@tensorflow/tfjs-node-gpu'); // '… not installed (optional peer …)'
  */
 export async function tryNativeBackend(pkg: NativePackage): Promise<string | null> {
   process.env.TF_CPP_MIN_LOG_LEVEL ??= '2';
+  restoreNodeUtil();
   try {
     // The specifier is a variable so TypeScript and bundlers do not require the optional peer.
     await import(/* @vite-ignore */ pkg);

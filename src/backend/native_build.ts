@@ -284,7 +284,10 @@ function compile(
   );
 }
 
+// The util line: tfjs-node 4.22 needs util.isNullOrUndefined, gone since Node 23 (native.ts restoreNodeUtil does the same).
 const PROBE = `
+const u = require('util');
+if (typeof u.isNullOrUndefined !== 'function') u.isNullOrUndefined = (x) => x === null || x === undefined;
 const tf = require(process.argv[1]);
 const be = tf.backend();
 const a = tf.randomNormal([64, 48], 0, 1, 'float32', 1), b = tf.randomNormal([48, 32], 0, 1, 'float32', 2);
